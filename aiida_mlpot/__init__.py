@@ -1,0 +1,3 @@
+"""aiida-mlpot: automated, provenance-tracked construction of GAP machine-learned potentials with AiiDA."""
+
+__version__ = '0.1.0'

@@ -1,0 +1,1 @@
+"""functions of aiida-mlpot."""

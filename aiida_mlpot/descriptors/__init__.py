@@ -1,0 +1,1 @@
+"""descriptors of aiida-mlpot."""

@@ -1,0 +1,1 @@
+"""selection of aiida-mlpot."""

@@ -113,7 +113,9 @@ REFERENCE_STATES = ((1100, 1.445), (1400, 1.295))
 def nacl_rocksalt_box(density: float) -> Atoms:
     """Return the 64-atom rock-salt NaCl box (2x2x2 conventional cells) scaled to ``density`` g/cm³."""
     atoms = bulk('NaCl', 'rocksalt', a=5.64, cubic=True).repeat((2, 2, 2))
-    length = (atoms.get_volume() * density_g_cm3(atoms.get_masses(), atoms.get_volume()) / density) ** (1.0 / 3.0)
+    length = (atoms.get_volume() * density_g_cm3(atoms.get_masses(), atoms.get_volume()) / density) ** (
+        1.0 / 3.0
+    )
     atoms.set_cell(np.eye(3) * length, scale_atoms=True)
     return atoms
 
@@ -183,7 +185,9 @@ def run_lammps_nacl_nvt(
     workdir.mkdir(parents=True, exist_ok=True)
     start = nacl_rocksalt_box(density)
     _write_lammps_data(start, workdir / 'data.lmp')
-    pair_coeffs = '\n'.join(f'pair_coeff {i} {j} ' + ' '.join(map(str, p)) for (i, j), p in _TOSI_FUMI.items())
+    pair_coeffs = '\n'.join(
+        f'pair_coeff {i} {j} ' + ' '.join(map(str, p)) for (i, j), p in _TOSI_FUMI.items()
+    )
     script = f"""units metal
 atom_style charge
 boundary p p p
@@ -206,7 +210,9 @@ dump_modify traj format float %.16g
 run {n_prod}
 """
     (workdir / 'in.lammps').write_text(script)
-    subprocess.run([lmp, '-in', 'in.lammps', '-log', 'log.lammps'], cwd=workdir, check=True, capture_output=True)
+    subprocess.run(
+        [lmp, '-in', 'in.lammps', '-log', 'log.lammps'], cwd=workdir, check=True, capture_output=True
+    )
     thermo = _read_thermo(workdir / 'log.lammps')
     symbols = np.array(['Na', 'Cl'])
     frames = []
@@ -225,7 +231,9 @@ run {n_prod}
         pressure = np.array([row[f'c_vir[{k}]'] for k in range(1, 7)])  # xx yy zz xy xz yz (bar)
         xx, yy, zz, xy, xz, yz = pressure
         atoms.info['energy'] = row['PotEng']
-        atoms.info['virial'] = pressure_bar_to_virial(np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]]), volume)
+        atoms.info['virial'] = pressure_bar_to_virial(
+            np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]]), volume
+        )
         atoms.info['config_type'] = f'T{int(temperature)}'
         atoms.info['step'] = step
         atoms.arrays['forces'] = data[:, [col['fx'], col['fy'], col['fz']]]

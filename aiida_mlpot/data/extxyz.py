@@ -46,7 +46,10 @@ def normalise_frame(atoms: Atoms, index: int = 0) -> Atoms:
     if not isinstance(atoms, Atoms):
         raise InconsistentDatasetError(f'configuration {index} is a {type(atoms).__name__}, not an ase.Atoms')
     frame = Atoms(
-        numbers=atoms.numbers.copy(), positions=atoms.positions.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc
+        numbers=atoms.numbers.copy(),
+        positions=atoms.positions.copy(),
+        cell=atoms.cell.array.copy(),
+        pbc=atoms.pbc,
     )
     for key, value in atoms.info.items():
         if key not in _RESERVED_INFO:
@@ -123,13 +126,22 @@ def check_consistency(frames: list[Atoms], allow_partial: bool = False) -> None:
             )
 
 
+def _float(value: float) -> str:
+    """Return the shortest round-trip text of ``value`` that ASE reads as a float (it always has a '.')."""
+    text = repr(float(value))
+    if '.' in text or not text[-1].isdigit():
+        return text
+    mantissa, _, exponent = text.partition('e')
+    return f'{mantissa}.0' + (f'e{exponent}' if exponent else '')
+
+
 def _format_value(value) -> str:
     if isinstance(value, bool | np.bool_):
         return 'T' if value else 'F'
     if isinstance(value, int | np.integer):
         return str(int(value))
     if isinstance(value, float | np.floating):
-        return repr(float(value))
+        return _float(value)
     if isinstance(value, np.ndarray | list | tuple):
         array = np.asarray(value)
         if array.dtype.kind == 'b':
@@ -137,7 +149,9 @@ def _format_value(value) -> str:
         if array.dtype.kind in 'iu':
             return '"' + ' '.join(str(int(v)) for v in array.ravel()) + '"'
         if array.dtype.kind == 'f':
-            return '"' + ' '.join(repr(float(v)) for v in array.ravel()) + '"'
+            # ASE reads 9 numbers as a 3x3 matrix in Fortran order
+            flat = array.ravel(order='F') if array.shape == (3, 3) else array.ravel()
+            return '"' + ' '.join(_float(v) for v in flat) + '"'
         raise InconsistentDatasetError(f'cannot write an info array of dtype {array.dtype} to extended XYZ')
     text = str(value)
     if any(c in text for c in '"\n'):
@@ -163,7 +177,7 @@ def write_frames(frames: Iterable[Atoms], handle: io.TextIOBase) -> None:
             kind = {'f': 'R', 'i': 'I', 'u': 'I', 'b': 'L'}.get(array.dtype.kind, 'S')
             columns.append((_check_key(key), kind, width, array.reshape(len(frame), -1)))
         header = [
-            'Lattice="' + ' '.join(repr(float(v)) for v in frame.cell.array.ravel()) + '"',
+            'Lattice="' + ' '.join(_float(v) for v in frame.cell.array.ravel()) + '"',
             'Properties=' + ':'.join(f'{name}:{kind}:{width}' for name, kind, width, _ in columns),
         ]
         for key, value in frame.info.items():
@@ -180,7 +194,7 @@ def write_frames(frames: Iterable[Atoms], handle: io.TextIOBase) -> None:
                     continue
                 values = np.atleast_1d(row)
                 if kind == 'R':
-                    fields.extend(repr(float(v)) for v in values)
+                    fields.extend(_float(v) for v in values)
                 elif kind == 'L':
                     fields.extend('T' if v else 'F' for v in values)
                 else:

@@ -36,8 +36,18 @@ def parse_gap_xml(text: str) -> dict:
         match = re.search(r'(?<![_\w])cutoff\s*=\s*([0-9.eEdD+-]+)', descriptor)
         if match:
             cutoffs.append(float(match.group(1).replace('d', 'e').replace('D', 'e')))
-    numbers = sorted({int(node.get('Z')) for node in root.iter('e0') if node.get('Z') is not None})
-    e0 = {chemical_symbols[int(node.get('Z'))]: float(node.get('value')) for node in root.iter('e0')}
+    numbers: list[int] = []
+    for descriptor in descriptors:
+        found = re.findall(r'\b(?:Z|Z1|Z2)\s*=\s*(\d+)', descriptor)
+        for group in re.findall(r'species_Z\s*=\s*\{([^}]*)\}', descriptor):
+            found += group.split()
+        numbers += [int(z) for z in found if int(z) not in numbers]
+        numbers = list(dict.fromkeys(numbers))
+    e0 = {
+        chemical_symbols[int(node.get('Z'))]: float(node.get('value'))
+        for node in root.iter('e0')
+        if int(node.get('Z')) in numbers
+    }
     sparse_files = [node.get('sparseX_filename') for node in root.iter('gpCoordinates')]
     return {
         'xml_label': xml_label,
@@ -65,7 +75,9 @@ class GapPotentialData(Data):
             self.set_files(xml_path, extra_paths)
 
     @classmethod
-    def from_files(cls, xml_path: str | pathlib.Path, extra_paths: Iterable = (), **kwargs) -> GapPotentialData:
+    def from_files(
+        cls, xml_path: str | pathlib.Path, extra_paths: Iterable = (), **kwargs
+    ) -> GapPotentialData:
         """Return a new (unstored) potential from the gap_fit XML and its sparseX files.
 
         The sparseX files the XML names are looked up next to the XML when not in ``extra_paths``;
@@ -122,6 +134,10 @@ class GapPotentialData(Data):
         """Descriptor strings as written in the XML."""
         return self.base.attributes.get('descriptors', [])
 
+    def get_xml(self) -> str:
+        """Return the content of the XML file."""
+        return self.base.repository.get_object_content(self.xml_filename, mode='r')
+
     def export(self, folder: str | pathlib.Path, type_order: Sequence[str] | None = None) -> pathlib.Path:
         """Write the XML, its sparseX files and ``lammps_pair.in`` (for a LAMMPS with ML-QUIP) to ``folder``.
 
@@ -133,10 +149,14 @@ class GapPotentialData(Data):
         for name in self.filenames:
             with self.base.repository.open(name, 'rb') as source, open(folder / name, 'wb') as target:
                 shutil.copyfileobj(source, target)
-        (folder / 'lammps_pair.in').write_text('\n'.join(self.lammps_pair_lines(type_order=type_order)) + '\n')
+        (folder / 'lammps_pair.in').write_text(
+            '\n'.join(self.lammps_pair_lines(type_order=type_order)) + '\n'
+        )
         return folder / self.xml_filename
 
-    def lammps_pair_lines(self, type_order: Sequence[str] | None = None, xml_path: str | None = None) -> list[str]:
+    def lammps_pair_lines(
+        self, type_order: Sequence[str] | None = None, xml_path: str | None = None
+    ) -> list[str]:
         """Return the ``pair_style quip`` / ``pair_coeff`` lines for a LAMMPS built with ML-QUIP."""
         order = list(type_order) if type_order is not None else self.species
         unknown = [symbol for symbol in order if symbol not in self.species]

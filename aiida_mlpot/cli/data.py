@@ -1,0 +1,144 @@
+"""`verdi data mlpot.dataset` and `verdi data mlpot.gap_potential` (through the `aiida.cmdline.data` entry point)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import click
+from aiida.cmdline.groups import VerdiCommandGroup
+from aiida.cmdline.params import arguments
+from aiida.cmdline.utils import decorators, echo
+
+
+def _list_nodes(cls, columns: list[str], past_days: int | None, limit: int | None) -> None:
+    from aiida.orm import QueryBuilder
+    from tabulate import tabulate
+
+    filters = {}
+    if past_days:
+        import datetime
+
+        from aiida.common import timezone
+
+        filters['ctime'] = {'>': timezone.now() - datetime.timedelta(days=past_days)}
+    builder = QueryBuilder().append(cls, filters=filters, project=['id', 'ctime', 'label', 'attributes'])
+    builder.order_by({cls: {'id': 'asc'}})
+    if limit:
+        builder.limit(limit)
+    rows = []
+    for pk, ctime, label, attributes in builder.all():
+        rows.append(
+            [pk, ctime.strftime('%Y-%m-%d %H:%M'), label, *[_short(attributes.get(c)) for c in columns]]
+        )
+    echo.echo(tabulate(rows, headers=['PK', 'Created', 'Label', *columns]))
+
+
+def _short(value) -> str:
+    if isinstance(value, list):
+        return ','.join(str(v) for v in value)
+    return '' if value is None else str(value)
+
+
+def _show_attributes(node, keys: list[str]) -> None:
+    echo.echo(f'{node.__class__.__name__}<{node.pk}> {node.uuid}  label: {node.label!r}')
+    for key in keys:
+        echo.echo(f'  {key:<20} {_short(node.base.attributes.get(key))}')
+
+
+@click.group('mlpot.dataset', cls=VerdiCommandGroup)
+def dataset():
+    """Inspect and export `DatasetData` nodes (labelled configurations)."""
+
+
+@dataset.command('list')
+@click.option('-p', '--past-days', type=int, default=None, help='Only nodes created in the past N days.')
+@click.option('-l', '--limit', type=int, default=None, help='At most this many nodes.')
+@decorators.with_dbenv()
+def dataset_list(past_days, limit):
+    """List the stored datasets."""
+    from aiida_mlpot.data.dataset import DatasetData
+
+    _list_nodes(
+        DatasetData, ['n_configs', 'n_atoms_total', 'species', 'properties', 'config_types'], past_days, limit
+    )
+
+
+@dataset.command('show')
+@arguments.DATUM()
+@click.option('-n', '--frames', type=int, default=3, show_default=True, help='Per-frame lines to print.')
+@decorators.with_dbenv()
+def dataset_show(datum, frames):
+    """Show a dataset's summary and its first frames."""
+    _show_attributes(
+        datum,
+        [
+            'n_configs',
+            'n_atoms_total',
+            'n_atoms_min',
+            'n_atoms_max',
+            'species',
+            'properties',
+            'partial_properties',
+        ]
+        + ['info_keys', 'config_types'],
+    )
+    for index, atoms in enumerate(datum.to_ase()[:frames]):
+        energy = atoms.info.get('energy')
+        energy_text = f'{energy / len(atoms):.6f} eV/atom' if energy is not None else 'no energy'
+        extra = {k: atoms.info[k] for k in ('config_type', 'step', 'source_uuid') if k in atoms.info}
+        echo.echo(f'  [{index}] {atoms.get_chemical_formula()} {energy_text} {extra}')
+
+
+@dataset.command('export')
+@arguments.DATUM()
+@click.argument('output', type=click.Path(dir_okay=False, path_type=pathlib.Path))
+@click.option('-f', '--force', is_flag=True, help='Overwrite an existing file.')
+@decorators.with_dbenv()
+def dataset_export(datum, output, force):
+    """Write a dataset to an extended-XYZ file."""
+    if output.exists() and not force:
+        echo.echo_critical(f'{output} exists; use --force to overwrite')
+    output.write_text(datum.get_content())
+    echo.echo_success(f'wrote {datum.n_configs} configurations to {output}')
+
+
+@click.group('mlpot.gap_potential', cls=VerdiCommandGroup)
+def gap_potential():
+    """Inspect and export `GapPotentialData` nodes (fitted GAP potentials)."""
+
+
+@gap_potential.command('list')
+@click.option('-p', '--past-days', type=int, default=None, help='Only nodes created in the past N days.')
+@click.option('-l', '--limit', type=int, default=None, help='At most this many nodes.')
+@decorators.with_dbenv()
+def gap_potential_list(past_days, limit):
+    """List the stored GAP potentials."""
+    from aiida_mlpot.data.potential import GapPotentialData
+
+    _list_nodes(GapPotentialData, ['xml_label', 'species', 'cutoff'], past_days, limit)
+
+
+@gap_potential.command('show')
+@arguments.DATUM()
+@decorators.with_dbenv()
+def gap_potential_show(datum):
+    """Show a GAP potential: label, species, cutoff, descriptors, files."""
+    _show_attributes(datum, ['xml_label', 'species', 'cutoff', 'gap_version', 'filenames'])
+    for descriptor in datum.descriptors:
+        echo.echo(f'  descriptor: {descriptor}')
+
+
+@gap_potential.command('export')
+@arguments.DATUM()
+@click.argument('folder', type=click.Path(file_okay=False, path_type=pathlib.Path))
+@click.option(
+    '--type-order', default=None, help='Elements of the LAMMPS atom types, comma-separated (Na,Cl).'
+)
+@decorators.with_dbenv()
+def gap_potential_export(datum, folder, type_order):
+    """Write the XML, its sparseX files and a `pair_style quip` snippet (lammps_pair.in) to FOLDER."""
+    order = type_order.split(',') if type_order else None
+    xml_path = datum.export(folder, type_order=order)
+    echo.echo_success(
+        f'wrote {len(datum.filenames)} files and lammps_pair.in to {folder} (XML: {xml_path.name})'
+    )

@@ -1,0 +1,168 @@
+"""Idempotent set-up of an AiiDA profile, the `localhost` computer and the codes aiida-mlpot uses."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import sys
+
+DEFAULT_PROFILE = 'mlpot'
+DEFAULT_COMPUTER = 'localhost'
+
+
+@dataclasses.dataclass
+class CodeSpec:
+    """A code to register: its label, the executable it runs, the default calculation plugin."""
+
+    label: str
+    executable: str | None
+    default_plugin: str | None
+    description: str
+
+
+def default_code_specs(
+    lmp: str | None = None, cp2k: str | None = None, gap_fit: str | None = None, python: str | None = None
+) -> list[CodeSpec]:
+    """Return the codes to register; executables default to this environment's bin folder, then the PATH."""
+    env_bin = pathlib.Path(sys.executable).parent
+
+    def find(name: str) -> str | None:
+        candidate = env_bin / name
+        return str(candidate) if candidate.is_file() else shutil.which(name)
+
+    return [
+        CodeSpec(
+            'lmp', lmp or find('lmp'), 'mlpot.lammps.md', 'LAMMPS (classical MD sampling and teacher labels)'
+        ),
+        CodeSpec('cp2k', cp2k or find('cp2k.psmp'), 'cp2k', 'CP2K (DFT / xTB labels), OpenMP threads'),
+        CodeSpec('gap_fit', gap_fit or find('gap_fit'), 'mlpot.gap_fit', 'gap_fit from the quippy-ase wheel'),
+        CodeSpec(
+            'python', python or sys.executable, 'mlpot.ml_md', 'Python of this environment (ML-MD driver)'
+        ),
+    ]
+
+
+def ensure_profile(name: str | None, email: str, echo) -> tuple[object, bool]:
+    """Load the profile ``name`` (or the default one), creating it when it does not exist.
+
+    A new profile uses SQLite storage and the ZeroMQ broker that aiida-core ships, so `run`, `submit`
+    and the daemon work with no service to install. Returns the profile and whether it was created.
+    """
+    from aiida.manage.configuration import create_profile, get_config, load_profile
+    from aiida.plugins import BrokerFactory
+
+    config = get_config(create=True)
+    wanted = name or (config.default_profile_name if config.profile_names else DEFAULT_PROFILE)
+    if wanted in config.profile_names:
+        profile = load_profile(wanted, allow_switch=True)
+        echo(
+            f'profile   `{wanted}`: exists (storage {profile.storage_backend}, broker {profile.process_control_backend})'
+        )
+        return profile, False
+    profile = create_profile(
+        config,
+        name=wanted,
+        email=email,
+        storage_backend='core.sqlite_dos',
+        storage_config={},
+        broker_backend='core.zeromq',
+        broker_config=BrokerFactory('core.zeromq').get_default_config(),
+    )
+    config.set_option('runner.poll.interval', 1, scope=profile.name)
+    if not config.default_profile_name or name is None:
+        config.set_default_profile(profile.name, overwrite=True)
+    config.store()
+    profile = load_profile(profile.name, allow_switch=True)
+    echo(f'profile   `{wanted}`: created (SQLite storage, ZeroMQ broker) and made the default')
+    return profile, True
+
+
+def ensure_computer(label: str, workdir: str | None, echo):
+    """Return the computer ``label``, creating a core.local / core.direct one when it does not exist."""
+    from aiida.common.exceptions import NotExistent
+    from aiida.manage.configuration import get_config
+    from aiida.orm import Computer, User, load_computer
+
+    try:
+        computer = load_computer(label)
+        created = False
+    except NotExistent:
+        folder = workdir or str(pathlib.Path(get_config().dirpath) / 'scratch' / label)
+        computer = Computer(
+            label=label,
+            hostname='localhost',
+            description='This machine (set up by `aiida-mlpot setup`)',
+            transport_type='core.local',
+            scheduler_type='core.direct',
+            workdir=folder,
+        ).store()
+        computer.set_minimum_job_poll_interval(1)
+        computer.set_default_mpiprocs_per_machine(1)
+        created = True
+    if not computer.is_user_configured(User.collection.get_default()):
+        computer.configure(safe_interval=0)
+        echo(f'computer  `{label}`: configured for the default user')
+    echo(
+        f'computer  `{label}`: {"created" if created else "exists"} '
+        f'({computer.transport_type}, {computer.scheduler_type}, workdir {computer.get_workdir()})'
+    )
+    return computer, created
+
+
+def ensure_code(computer, spec: CodeSpec, echo):
+    """Return the code ``spec.label`` on ``computer``, creating it when it does not exist (None if no executable)."""
+    from aiida.common.exceptions import NotExistent
+    from aiida.orm import InstalledCode, load_code
+
+    full_label = f'{spec.label}@{computer.label}'
+    try:
+        code = load_code(full_label)
+    except NotExistent:
+        code = None
+    if code is not None:
+        note = ''
+        if spec.executable and str(code.filepath_executable) != spec.executable:
+            note = (
+                f' (requested {spec.executable}: unchanged; `verdi code delete {full_label}` to re-register)'
+            )
+        echo(f'code      `{full_label}`: exists -> {code.filepath_executable}{note}')
+        return code, False
+    if not spec.executable:
+        echo(f'code      `{full_label}`: SKIPPED, executable not found (pass its path as an option)')
+        return None, False
+    code = InstalledCode(
+        label=spec.label,
+        computer=computer,
+        filepath_executable=spec.executable,
+        default_calc_job_plugin=spec.default_plugin,
+        description=spec.description,
+        with_mpi=False,
+    ).store()
+    echo(f'code      `{full_label}`: created -> {spec.executable}')
+    return code, True
+
+
+def setup(
+    profile: str | None = None,
+    computer: str = DEFAULT_COMPUTER,
+    workdir: str | None = None,
+    email: str = 'mlpot@localhost',
+    codes: list[CodeSpec] | None = None,
+    echo=print,
+) -> dict:
+    """Create what is missing (profile, computer, codes) and return what exists; running it twice changes nothing."""
+    prof, profile_created = ensure_profile(profile, email, echo)
+    comp, computer_created = ensure_computer(computer, workdir, echo)
+    result = {
+        'profile': prof.name,
+        'computer': comp.label,
+        'codes': {},
+        'changed': profile_created or computer_created,
+    }
+    for spec in codes or default_code_specs():
+        code, created = ensure_code(comp, spec, echo)
+        result['changed'] |= created
+        if code is not None:
+            result['codes'][spec.label] = code.full_label
+    return result

@@ -1,0 +1,100 @@
+"""Tests of `aiida-mlpot setup` and the `verdi data mlpot.*` command groups."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from aiida.orm import Computer, InstalledCode, QueryBuilder
+from click.testing import CliRunner
+
+from aiida_mlpot.cli.data import dataset, gap_potential
+from aiida_mlpot.cli.setup import CodeSpec, setup
+from aiida_mlpot.data.dataset import DatasetData
+
+
+def _count(cls, **filters) -> int:
+    return QueryBuilder().append(cls, filters=filters).count()
+
+
+def test_setup_twice_changes_nothing(aiida_profile, tmp_path):
+    """On the current profile: the first call creates computer and codes, the second creates nothing."""
+    specs = [
+        CodeSpec('fake-lmp', '/bin/true', None, 'stand-in executable for the registration test'),
+        CodeSpec('missing', None, None, 'no executable: skipped'),
+    ]
+    messages = []
+    first = setup(
+        profile=aiida_profile.name,
+        computer='mlpot-test',
+        workdir=str(tmp_path),
+        codes=specs,
+        echo=messages.append,
+    )
+    second = setup(
+        profile=aiida_profile.name,
+        computer='mlpot-test',
+        workdir=str(tmp_path),
+        codes=specs,
+        echo=messages.append,
+    )
+    assert first['changed'] and not second['changed']
+    assert first['codes'] == second['codes'] == {'fake-lmp': 'fake-lmp@mlpot-test'}
+    assert _count(Computer, label='mlpot-test') == 1
+    assert _count(InstalledCode, label='fake-lmp') == 1
+    assert any('SKIPPED, executable not found' in m for m in messages)
+
+
+@pytest.mark.e2e
+def test_setup_creates_profile_in_a_fresh_config(tmp_path):
+    """In an empty AiiDA configuration the command creates the SQLite + ZeroMQ profile; twice is idempotent."""
+    env = {**os.environ, 'AIIDA_PATH': str(tmp_path)}
+    command = [
+        sys.executable,
+        '-m',
+        'aiida_mlpot.cli.main',
+        'setup',
+        '--lmp',
+        '/bin/true',
+        '--cp2k',
+        '/bin/true',
+    ]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    assert 'created (SQLite storage, ZeroMQ broker)' in first.stdout
+    second = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    assert 'changed: nothing' in second.stdout
+    assert 'created' not in second.stdout.replace('created (SQLite', '')
+    listing = subprocess.run(
+        [str(os.path.join(os.path.dirname(sys.executable), 'verdi')), 'code', 'list', '-r'],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for label in ('lmp', 'cp2k', 'gap_fit', 'python'):
+        assert listing.count(f'{label}@localhost') == 1, listing
+    plugins = subprocess.run(
+        [str(os.path.join(os.path.dirname(sys.executable), 'verdi')), 'plugin', 'list', 'aiida.data'],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert 'mlpot.dataset' in plugins and 'mlpot.gap_potential' in plugins
+
+
+def test_verdi_data_dataset(aiida_profile, tmp_path):
+    from ase.build import bulk
+
+    atoms = bulk('Cu', cubic=True)
+    atoms.info['energy'] = -14.0
+    node = DatasetData.from_ase([atoms, atoms]).store()
+    runner = CliRunner()
+    result = runner.invoke(dataset, ['list'])
+    assert result.exit_code == 0 and str(node.pk) in result.output
+    result = runner.invoke(dataset, ['show', str(node.pk)])
+    assert result.exit_code == 0 and '-3.500000 eV/atom' in result.output
+    result = runner.invoke(dataset, ['export', str(node.pk), str(tmp_path / 'out.xyz')])
+    assert result.exit_code == 0 and (tmp_path / 'out.xyz').read_text() == node.get_content()
+    result = runner.invoke(gap_potential, ['list'])
+    assert result.exit_code == 0

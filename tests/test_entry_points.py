@@ -1,0 +1,33 @@
+"""Every `mlpot.*` entry point loads, and every process declares each exit status once, in the plugin range."""
+
+from importlib.metadata import entry_points
+
+import pytest
+from aiida.engine import Process
+from aiida.plugins import CalculationFactory, DataFactory, ParserFactory, WorkflowFactory
+
+GROUPS = {
+    'aiida.data': DataFactory,
+    'aiida.calculations': CalculationFactory,
+    'aiida.parsers': ParserFactory,
+    'aiida.workflows': WorkflowFactory,
+}
+NAMES = [(group, ep.name) for group in GROUPS for ep in entry_points(group=group) if ep.name.startswith('mlpot.')]
+
+
+def test_all_groups_have_entry_points():
+    assert {group for group, _ in NAMES} == set(GROUPS)
+
+
+@pytest.mark.parametrize(('group', 'name'), NAMES)
+def test_entry_point_loads(group, name):
+    plugin = GROUPS[group](name)
+    assert plugin is not None
+    process = getattr(plugin, 'process_class', plugin)  # calcfunctions expose their Process class
+    if isinstance(process, type) and issubclass(process, Process):
+        statuses = [code.status for code in process.spec().exit_codes.values()]
+        assert len(statuses) == len(set(statuses)), f'{name}: an exit status is declared twice: {sorted(statuses)}'
+        own = [code for code in process.spec().exit_codes.values() if code.status >= 100]
+        for code in own:
+            assert code.status < 1000, f'{name}: {code.label} has status {code.status} outside 100-999'
+            assert code.label.startswith('ERROR_') or code.status < 200, f'{name}: {code.label}'

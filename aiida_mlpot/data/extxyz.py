@@ -129,7 +129,7 @@ def check_consistency(frames: list[Atoms], allow_partial: bool = False) -> None:
 def _float(value: float) -> str:
     """Return the shortest round-trip text of ``value`` that ASE reads as a float (it always has a '.')."""
     text = repr(float(value))
-    if '.' in text or not text[-1].isdigit():
+    if '.' in text or not text[-1].isdigit():  # fast path; also 'inf' and 'nan'
         return text
     mantissa, _, exponent = text.partition('e')
     return f'{mantissa}.0' + (f'e{exponent}' if exponent else '')
@@ -184,23 +184,20 @@ def write_frames(frames: Iterable[Atoms], handle: io.TextIOBase) -> None:
             header.append(f'{_check_key(key)}={_format_value(value)}')
         header.append('pbc="' + ' '.join('T' if p else 'F' for p in frame.pbc) + '"')
         handle.write(f'{len(frame)}\n{" ".join(header)}\n')
-        lines = []
-        for i in range(len(frame)):
-            fields = []
-            for name, kind, _, data in columns:
-                row = data[i]
-                if name == 'species':
-                    fields.append(row)
-                    continue
-                values = np.atleast_1d(row)
-                if kind == 'R':
-                    fields.extend(_float(v) for v in values)
-                elif kind == 'L':
-                    fields.extend('T' if v else 'F' for v in values)
-                else:
-                    fields.extend(str(v) for v in values)
-            lines.append(' '.join(fields))
-        handle.write('\n'.join(lines) + '\n')
+        cells = [_column_text(name, kind, data, len(frame)) for name, kind, _, data in columns]
+        handle.write('\n'.join(' '.join(row) for row in zip(*cells)) + '\n')
+
+
+def _column_text(name: str, kind: str, data, natoms: int) -> list[str]:
+    """Return one string per atom for a column (several space-separated fields for vector columns)."""
+    if name == 'species':
+        return list(data)
+    values = np.asarray(data).reshape(natoms, -1).tolist()
+    if kind == 'R':
+        return [' '.join(_float(v) for v in row) for row in values]
+    if kind == 'L':
+        return [' '.join('T' if v else 'F' for v in row) for row in values]
+    return [' '.join(str(v) for v in row) for row in values]
 
 
 def read_frames(handle: io.TextIOBase, index: str | int | slice = ':') -> list[Atoms]:

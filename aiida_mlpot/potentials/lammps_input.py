@@ -1,0 +1,283 @@
+"""LAMMPS data files and input scripts for classical MD and single points (pure, no AiiDA).
+
+Everything is in LAMMPS ``metal`` units. Cells are passed to LAMMPS in its lower-triangular (rotated) form
+through :class:`ase.calculators.lammps.Prism`; single-point results are rotated back into the frame of the
+input structure, MD frames are kept in the LAMMPS frame (identical to the input for orthorhombic cells).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.lammps import Prism
+
+from aiida_mlpot.potentials.classical import charges_of, mass_lines, potential_lines
+
+__all__ = (
+    'DUMP_COLUMNS',
+    'THERMO_COLUMNS',
+    'LABEL_COLUMNS',
+    'md_script',
+    'rerun_script',
+    'validate_md_parameters',
+    'write_data_file',
+)
+
+#: Per-atom columns of every dump written by aiida-mlpot.
+DUMP_COLUMNS = ('id', 'type', 'x', 'y', 'z', 'fx', 'fy', 'fz', 'c_mlpot_pe_atom')
+#: Columns of the thermo file of an MD run (pressure components are the virial-only pressure, bar).
+THERMO_COLUMNS = (
+    'step',
+    'temp',
+    'pe',
+    'ke',
+    'press',
+    'vol',
+    'density',
+    'pxx',
+    'pyy',
+    'pzz',
+    'pxy',
+    'pxz',
+    'pyz',
+)
+#: Columns of the labels file of a rerun (one line per configuration).
+LABEL_COLUMNS = ('index', 'natoms', 'pe', 'vol', 'pxx', 'pyy', 'pzz', 'pxy', 'pxz', 'pyz')
+
+_DUMP_ID = 'mlpot_dump'
+_FLOAT = '%.16g'
+
+
+def boundary_line(pbc: Sequence[bool]) -> str:
+    """Return the LAMMPS ``boundary`` command: periodic or shrink-wrapped per direction."""
+    return 'boundary ' + ' '.join('p' if periodic else 's' for periodic in pbc)
+
+
+def write_data_file(
+    atoms: Atoms, species: Sequence[str], potential: dict, triclinic: bool = False
+) -> tuple[str, Prism]:
+    """Return the text of a LAMMPS data file (``atom_style charge``) of ``atoms`` and its :class:`Prism`.
+
+    :param atoms: the configuration.
+    :param species: element symbols in LAMMPS type order.
+    :param potential: the classical-potential dictionary (for the charges).
+    :param triclinic: write tilt factors even for an orthogonal cell (needed by ``fix npt ... tri``).
+    """
+    prism = Prism(np.asarray(atoms.cell), pbc=atoms.pbc)
+    lx, ly, lz, xy, xz, yz = prism.get_lammps_prism()
+    positions = prism.vector_to_lammps(atoms.positions, wrap=True)
+    types = {symbol: index + 1 for index, symbol in enumerate(species)}
+    charges = charges_of(potential, atoms.get_chemical_symbols())
+
+    lines = [
+        'LAMMPS data file written by aiida-mlpot',
+        '',
+        f'{len(atoms)} atoms',
+        f'{len(species)} atom types',
+        '',
+        f'0.0 {lx:.16g} xlo xhi',
+        f'0.0 {ly:.16g} ylo yhi',
+        f'0.0 {lz:.16g} zlo zhi',
+        *([f'{xy:.16g} {xz:.16g} {yz:.16g} xy xz yz'] if triclinic or prism.is_skewed() else []),
+        '',
+        'Atoms # charge',
+        '',
+    ]
+    for index, (symbol, charge, position) in enumerate(
+        zip(atoms.get_chemical_symbols(), charges, positions, strict=True)
+    ):
+        x, y, z = position
+        lines.append(f'{index + 1} {types[symbol]} {charge:.10g} {x:.16g} {y:.16g} {z:.16g}')
+    return '\n'.join(lines) + '\n', prism
+
+
+def _setup_lines(
+    potential: dict, species: Sequence[str], pbc: Sequence[bool], data_filename: str
+) -> list[str]:
+    lines = [
+        'units metal',
+        'atom_style charge',
+        'atom_modify map yes',
+        boundary_line(pbc),
+        f'read_data {data_filename}',
+        *mass_lines(potential, species),
+        *potential_lines(potential, species),
+        'neighbor 2.0 bin',
+        'neigh_modify every 1 delay 0 check yes',
+        'compute mlpot_pe_atom all pe/atom',
+        'compute mlpot_pvir all pressure NULL virial',
+    ]
+    return lines
+
+
+_THERMO_KEYWORDS = ('step', 'temp', 'pe', 'ke', 'press', 'vol', 'density')
+_PVIR = ' '.join(f'c_mlpot_pvir[{i}]' for i in range(1, 7))
+
+
+def md_script(
+    potential: dict,
+    species: Sequence[str],
+    pbc: Sequence[bool],
+    parameters: dict,
+    data_filename: str,
+    dump_filename: str,
+    thermo_filename: str,
+) -> str:
+    """Return the LAMMPS input script of an NVT or NPT run (Nosé-Hoover chains, ``fix nvt`` / ``fix npt``).
+
+    :param parameters: ``ensemble`` ('nvt'|'npt'), ``temperature`` (K), ``pressure`` (bar, NPT),
+        ``timestep`` (fs), ``equilibration_steps``, ``production_steps``, ``dump_interval``, ``seed``,
+        optional ``volume_scale`` (volume factor applied to the cell before the run), ``thermostat_damping``
+        and ``barostat_damping`` (fs; default 100 and 1000 timesteps), ``pressure_coupling``
+        ('iso'|'aniso'|'tri', default 'iso').
+    """
+    temperature = float(parameters['temperature'])
+    timestep_ps = float(parameters['timestep']) / 1000.0
+    dump_interval = int(parameters['dump_interval'])
+    t_damp = float(parameters.get('thermostat_damping', 100 * float(parameters['timestep']))) / 1000.0
+    p_damp = float(parameters.get('barostat_damping', 1000 * float(parameters['timestep']))) / 1000.0
+    seed = int(parameters['seed'])
+
+    lines = ['# aiida-mlpot classical MD', *_setup_lines(potential, species, pbc, data_filename)]
+    scale = float(parameters.get('volume_scale', 1.0))
+    if scale != 1.0:
+        linear = scale ** (1.0 / 3.0)
+        factors = ' '.join(f'{axis} scale {linear:.12g}' for axis in 'xyz')
+        lines.append(f'change_box all {factors} remap')
+    lines += [
+        f'timestep {timestep_ps:.12g}',
+        'thermo_style custom step temp pe ke etotal press vol density ' + _PVIR,
+        f'thermo_modify format float {_FLOAT}',
+        f'thermo {dump_interval}',
+        f'velocity all create {temperature} {seed} mom yes rot no dist gaussian',
+    ]
+    if parameters['ensemble'] == 'npt':
+        pressure = float(parameters['pressure'])
+        coupling = parameters.get('pressure_coupling', 'iso')
+        lines.append(
+            f'fix mlpot_integrate all npt temp {temperature} {temperature} {t_damp:.12g} '
+            f'{coupling} {pressure} {pressure} {p_damp:.12g}'
+        )
+    else:
+        lines.append(f'fix mlpot_integrate all nvt temp {temperature} {temperature} {t_damp:.12g}')
+    equilibration = int(parameters.get('equilibration_steps', 0))
+    if equilibration > 0:
+        lines.append(f'run {equilibration}')
+    lines += [
+        'reset_timestep 0',
+        *(f'variable mlpot_{name} equal {name}' for name in _THERMO_KEYWORDS),
+        *(f'variable mlpot_p{i} equal c_mlpot_pvir[{i}]' for i in range(1, 7)),
+        f'fix mlpot_thermo all print {dump_interval} "'
+        + ' '.join(f'${{mlpot_{name}}}' for name in _THERMO_KEYWORDS)
+        + ' '
+        + ' '.join(f'${{mlpot_p{i}}}' for i in range(1, 7))
+        + f'" file {thermo_filename} screen no title "# {" ".join(THERMO_COLUMNS)}"',
+        f'dump {_DUMP_ID} all custom {dump_interval} {dump_filename} {" ".join(DUMP_COLUMNS)}',
+        f'dump_modify {_DUMP_ID} sort id format float {_FLOAT}',
+        f'run {int(parameters["production_steps"])}',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def rerun_script(
+    potential: dict,
+    species: Sequence[str],
+    pbcs: Sequence[Sequence[bool]],
+    data_filenames: Sequence[str],
+    dump_filename: str,
+    labels_filename: str,
+) -> str:
+    """Return a LAMMPS script that computes single points of many configurations in one job.
+
+    Each configuration is read from its own data file (so cells, sizes and compositions may differ), evaluated
+    with ``run 0``; its per-atom forces and energies are appended to ``dump_filename`` and its energy and
+    virial-only pressure tensor to ``labels_filename`` (one line per configuration, columns
+    :data:`LABEL_COLUMNS`). ``clear`` resets LAMMPS between configurations.
+    """
+    lines = ['# aiida-mlpot single points (classical oracle)']
+    for index, (pbc, data_filename) in enumerate(zip(pbcs, data_filenames, strict=True)):
+        lines += [
+            f'# configuration {index}',
+            *_setup_lines(potential, species, pbc, data_filename),
+            'thermo_style custom step pe vol ' + _PVIR,
+            f'thermo_modify format float {_FLOAT}',
+            f'dump {_DUMP_ID} all custom 1 {dump_filename} {" ".join(DUMP_COLUMNS)}',
+            f'dump_modify {_DUMP_ID} sort id format float {_FLOAT}' + (' append yes' if index else ''),
+            'run 0',
+            'variable mlpot_pe equal pe',
+            'variable mlpot_vol equal vol',
+            'variable mlpot_natoms equal atoms',
+            *(f'variable mlpot_p{i} equal c_mlpot_pvir[{i}]' for i in range(1, 7)),
+            f'print "{index} ${{mlpot_natoms}} ${{mlpot_pe}} ${{mlpot_vol}} '
+            + ' '.join(f'${{mlpot_p{i}}}' for i in range(1, 7))
+            + f'" append {labels_filename} screen no',
+            f'undump {_DUMP_ID}',
+            'clear',
+        ]
+    return '\n'.join(lines) + '\n'
+
+
+def validate_md_parameters(parameters: dict) -> str | None:
+    """Return an error message if the MD ``parameters`` (see :func:`md_script`) are invalid, else ``None``."""
+    if not isinstance(parameters, dict):
+        return 'the MD parameters must be a dictionary'
+    required = ('ensemble', 'temperature', 'timestep', 'production_steps', 'dump_interval', 'seed')
+    missing = [key for key in required if key not in parameters]
+    if missing:
+        return f'the MD parameters miss the keys {missing}'
+    unknown = set(parameters) - set(MD_PARAMETER_KEYS)
+    if unknown:
+        return f'unknown MD parameters {sorted(unknown)}; allowed: {sorted(MD_PARAMETER_KEYS)}'
+    ensemble = parameters['ensemble']
+    if ensemble not in ('nvt', 'npt'):
+        return f'ensemble must be `nvt` or `npt`, got {ensemble!r}'
+    try:
+        temperature = float(parameters['temperature'])
+        timestep = float(parameters['timestep'])
+        production = int(parameters['production_steps'])
+        equilibration = int(parameters.get('equilibration_steps', 0))
+        dump_interval = int(parameters['dump_interval'])
+        seed = int(parameters['seed'])
+        scale = float(parameters.get('volume_scale', 1.0))
+    except (TypeError, ValueError) as exception:
+        return f'invalid MD parameter value: {exception}'
+    if not temperature > 0:
+        return f'the temperature must be positive, got {temperature} K'
+    if not timestep > 0:
+        return f'the timestep must be positive, got {timestep} fs'
+    if production <= 0 or equilibration < 0:
+        return f'production_steps must be > 0 and equilibration_steps >= 0, got {production}, {equilibration}'
+    if dump_interval <= 0 or dump_interval > production:
+        return f'dump_interval must be between 1 and production_steps={production}, got {dump_interval}'
+    if not 0 < seed < 2**31:
+        return f'the seed must be a positive 32-bit integer, got {seed}'
+    if not scale > 0:
+        return f'volume_scale must be positive, got {scale}'
+    if ensemble == 'npt':
+        if 'pressure' not in parameters:
+            return 'an NPT run needs a `pressure` (bar)'
+        if parameters.get('pressure_coupling', 'iso') not in ('iso', 'aniso', 'tri'):
+            return f'pressure_coupling must be iso, aniso or tri, got {parameters["pressure_coupling"]!r}'
+    for key in ('thermostat_damping', 'barostat_damping'):
+        if key in parameters and not float(parameters[key]) > 0:
+            return f'{key} must be positive (fs), got {parameters[key]}'
+    return None
+
+
+#: Keys accepted in the MD parameters.
+MD_PARAMETER_KEYS = (
+    'ensemble',
+    'temperature',
+    'pressure',
+    'timestep',
+    'equilibration_steps',
+    'production_steps',
+    'dump_interval',
+    'seed',
+    'volume_scale',
+    'thermostat_damping',
+    'barostat_damping',
+    'pressure_coupling',
+)

@@ -1,0 +1,250 @@
+"""End-to-end tests of LammpsMdCalculation and LammpsRerunCalculation with the real Debian `lmp`."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from aiida_mlpot.presets import nacl_tosi_fumi
+from aiida_mlpot.structures import random_box
+
+OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False}
+
+
+def md_parameters(**overrides) -> dict:
+    parameters = {
+        'ensemble': 'nvt',
+        'temperature': 1400.0,
+        'timestep': 2.0,
+        'equilibration_steps': 100,
+        'production_steps': 200,
+        'dump_interval': 50,
+        'seed': 12345,
+    }
+    parameters.update(overrides)
+    return parameters
+
+
+@pytest.fixture(scope='module')
+def nacl_potential():
+    return nacl_tosi_fumi('ewald')
+
+
+@pytest.fixture(scope='module')
+def md_run(lmp_code, nacl_potential):
+    """A short NVT run of 64-atom molten NaCl (5 frames)."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_mlpot.calculations.lammps import LammpsMdCalculation
+
+    atoms = random_box({'Na': 32, 'Cl': 32}, density=1.3, min_distance=2.2, seed=1)
+    inputs = {
+        'code': lmp_code,
+        'structure': orm.StructureData(ase=atoms),
+        'potential': orm.Dict(nacl_potential),
+        'parameters': orm.Dict(md_parameters()),
+        'metadata': {'options': OPTIONS},
+    }
+    results, node = run_get_node(LammpsMdCalculation, **inputs)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    return results, node
+
+
+def run_rerun(lmp_code, potential, **inputs):
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_mlpot.calculations.lammps import LammpsRerunCalculation
+
+    results, node = run_get_node(
+        LammpsRerunCalculation,
+        code=lmp_code,
+        potential=orm.Dict(potential),
+        metadata={'options': OPTIONS},
+        **inputs,
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    return results, node
+
+
+@pytest.mark.e2e
+def test_md_frames(md_run):
+    """The pool holds every dumped frame with consistent labels and its provenance."""
+    results, node = md_run
+    dataset = results['dataset']
+    frames = dataset.to_ase()
+    assert len(frames) == 200 // 50 + 1
+    assert [frame.info['step'] for frame in frames] == [0, 50, 100, 150, 200]
+    assert set(dataset.properties) >= {'energy', 'forces', 'virial', 'energies'}
+    for frame in frames:
+        assert frame.info['source_uuid'] == node.uuid
+        # per-atom energies (kspace share included, as LAMMPS distributes it) sum to the potential energy
+        assert np.sum(frame.arrays['energies']) == pytest.approx(frame.info['energy'], rel=1e-6)
+        assert frame.get_chemical_symbols().count('Na') == 32
+        # Newton's third law: the net force vanishes (Ewald accuracy)
+        assert np.abs(frame.arrays['forces'].sum(axis=0)).max() < 1e-3
+    thermo = results['thermo'].get_dict()
+    assert thermo['n_samples'] == 5
+    assert 500 < thermo['temperature_mean'] < 3000
+    assert thermo['density_mean'] == pytest.approx(1.3, rel=1e-6)  # NVT: the density of the box
+    # the dataset links back to the calculation that produced it
+    assert dataset.base.links.get_incoming().one().node.uuid == node.uuid
+
+
+@pytest.mark.e2e
+def test_rerun_reproduces_md(md_run, lmp_code, nacl_potential):
+    """Single points of the MD frames in one job reproduce the MD energies, forces and virials."""
+    md_dataset = md_run[0]['dataset']
+    results, node = run_rerun(lmp_code, nacl_potential, dataset=md_dataset)
+    reference = md_dataset.to_ase()
+    labelled = results['dataset'].to_ase()
+    assert len(labelled) == len(reference)
+    for index, (ref, new) in enumerate(zip(reference, labelled, strict=True)):
+        assert new.info['label_key'] == index
+        assert new.info['source_uuid'] == node.uuid
+        assert new.info['parent_source_uuid'] == ref.info['source_uuid']
+        assert new.info['energy'] == pytest.approx(ref.info['energy'], rel=1e-6)
+        # the dump carries 16 significant digits: agreement far below the 1e-5 eV/Å required
+        np.testing.assert_allclose(new.arrays['forces'], ref.arrays['forces'], rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(new.info['virial'], ref.info['virial'], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(new.arrays['energies'], ref.arrays['energies'], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.e2e
+def test_rerun_varying_cells(lmp_code, nacl_potential):
+    """Configurations of different sizes and general (rotated, triclinic) cells in one job."""
+    from aiida import orm
+    from scipy.spatial.transform import Rotation
+
+    crystal = bulk('NaCl', 'rocksalt', a=5.621, cubic=True)  # 8 atoms, the model's 0 K lattice constant
+    melt = random_box({'Na': 16, 'Cl': 16}, density=1.3, min_distance=2.2, seed=3)
+    rotation = Rotation.from_euler('xyz', [20, 35, -50], degrees=True).as_matrix()
+    rotated = melt.copy()
+    rotated.set_cell(melt.cell.array @ rotation.T)
+    rotated.positions = melt.positions @ rotation.T
+    skewed = melt.copy()
+    skewed.set_cell(melt.cell.array + [[0, 0, 0], [2.0, 0, 0], [0.5, -1.0, 0]], scale_atoms=True)
+
+    structures = {
+        'config_0000': orm.StructureData(ase=melt),
+        'config_0001': orm.StructureData(ase=crystal),
+        'config_0002': orm.StructureData(ase=rotated),
+        'config_0003': orm.StructureData(ase=skewed),
+    }
+    results, node = run_rerun(lmp_code, nacl_potential, structures=structures)
+    frames = results['dataset'].to_ase()
+    assert [frame.info['label_key'] for frame in frames] == sorted(structures)
+    assert [len(frame) for frame in frames] == [32, 8, 32, 32]
+
+    # the 0 K crystal: about -8.06 eV per NaCl pair, no forces (DESIGN.md)
+    assert frames[1].info['energy'] / 4 == pytest.approx(-8.06, abs=0.02)
+    assert np.abs(frames[1].arrays['forces']).max() < 1e-6
+
+    # the rotated copy: same energy, rotated forces and virial
+    melt_frame, rotated_frame = frames[0], frames[2]
+    assert rotated_frame.info['energy'] == pytest.approx(melt_frame.info['energy'], rel=1e-8)
+    np.testing.assert_allclose(
+        rotated_frame.arrays['forces'], melt_frame.arrays['forces'] @ rotation.T, atol=1e-6
+    )
+    expected_virial = rotation @ melt_frame.info['virial'] @ rotation.T
+    np.testing.assert_allclose(rotated_frame.info['virial'], expected_virial, atol=1e-5)
+    np.testing.assert_allclose(rotated_frame.positions, rotated.positions)
+
+    # the skewed cell: energy of the per-atom energies, positions as given
+    skewed_frame = frames[3]
+    assert np.sum(skewed_frame.arrays['energies']) == pytest.approx(skewed_frame.info['energy'], rel=1e-6)
+    np.testing.assert_allclose(skewed_frame.cell.array, skewed.cell.array)
+
+
+SW_FILE = '/usr/share/lammps/potentials/Si.sw'
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not os.path.exists(SW_FILE), reason='LAMMPS potential files are not installed')
+def test_rerun_many_body_with_potential_file(lmp_code):
+    """A many-body style with a potential file: Stillinger-Weber diamond Si, -4.3366 eV/atom at a = 5.431 Å."""
+    from aiida import orm
+
+    potential = {'pair_style': 'sw', 'pair_coeff': ['* * Si.sw Si'], 'files': ['Si.sw']}
+    crystal = bulk('Si', 'diamond', a=5.431, cubic=True)
+    results, _ = run_rerun(
+        lmp_code,
+        potential,
+        structures={'si': orm.StructureData(ase=crystal)},
+        potential_files={'sw': orm.SinglefileData(SW_FILE)},
+    )
+    frame = results['dataset'].to_ase()[0]
+    assert frame.info['energy'] / len(frame) == pytest.approx(-4.3366, abs=1e-3)
+    assert frame.info['label_key'] == 'si'
+
+
+@pytest.mark.e2e
+def test_lammps_input_error_exit_code(lmp_code):
+    """An error reported by LAMMPS is an exit code of the calculation, with the LAMMPS message."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_mlpot.calculations.lammps import LammpsMdCalculation
+
+    potential = nacl_tosi_fumi('ewald') | {'special': ['kspace_modify mesh not-a-number']}
+    atoms = random_box({'Na': 4, 'Cl': 4}, density=1.3, min_distance=2.2, seed=1)
+    _, node = run_get_node(
+        LammpsMdCalculation,
+        code=lmp_code,
+        structure=orm.StructureData(ase=atoms),
+        potential=orm.Dict(potential),
+        parameters=orm.Dict(md_parameters()),
+        metadata={'options': OPTIONS},
+    )
+    assert node.exit_status == LammpsMdCalculation.exit_codes.ERROR_PARSER_DETECTED_LAMMPS_RUN_ERROR.status
+    assert 'ERROR' in node.exit_message
+
+
+def test_potential_files_must_be_given(aiida_localhost):
+    """A potential that names files which are not given is refused before submission."""
+    from aiida import orm
+    from aiida.engine import run
+
+    from aiida_mlpot.calculations.lammps import LammpsRerunCalculation
+
+    code = orm.InstalledCode(
+        label='no-lmp', computer=aiida_localhost, filepath_executable='/bin/true'
+    ).store()
+    potential = {'pair_style': 'sw', 'pair_coeff': ['* * Si.sw Si'], 'files': ['Si.sw']}
+    with pytest.raises(ValueError, match='not in `potential_files`'):
+        run(
+            LammpsRerunCalculation,
+            code=code,
+            potential=orm.Dict(potential),
+            structures={'si': orm.StructureData(ase=bulk('Si', 'diamond', a=5.431))},
+            metadata={'options': OPTIONS},
+        )
+    with pytest.raises(ValueError, match='exactly one of'):
+        run(
+            LammpsRerunCalculation,
+            code=code,
+            potential=orm.Dict(nacl_tosi_fumi()),
+            metadata={'options': OPTIONS},
+        )
+
+
+def test_exit_codes_unique_and_in_range():
+    """No exit status is declared twice; this package's codes are in the core 3xx range."""
+    from aiida_mlpot.calculations.lammps import LammpsMdCalculation, LammpsRerunCalculation
+    from aiida_mlpot.workflows.sampling import SamplingWorkChain
+
+    for process in (LammpsMdCalculation, LammpsRerunCalculation, SamplingWorkChain):
+        statuses = [code.status for code in process.exit_codes.values()]
+        assert len(statuses) == len(set(statuses)), process
+    assert SamplingWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_SAMPLING.status == 401
+    for label in (
+        'ERROR_LOST_ATOMS',
+        'ERROR_DUMP_MISSING',
+        'ERROR_INCONSISTENT_OUTPUT',
+        'ERROR_NON_FINITE_VALUES',
+    ):
+        assert 300 <= LammpsMdCalculation.exit_codes[label].status < 400

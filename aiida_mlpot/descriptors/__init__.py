@@ -1,1 +1,16 @@
-"""descriptors of aiida-mlpot."""
+"""Descriptors of atomic configurations (SOAP via dscribe) and novelty scores; pure, no AiiDA import."""
+
+from aiida_mlpot.descriptors.novelty import atomic_novelty, kernel_distance, rematch_kernel, rematch_novelty
+from aiida_mlpot.descriptors.soap import DEFAULT_SOAP, atomic_soap, average_soap, make_soap, species_of
+
+__all__ = (
+    'DEFAULT_SOAP',
+    'atomic_novelty',
+    'atomic_soap',
+    'average_soap',
+    'kernel_distance',
+    'make_soap',
+    'rematch_kernel',
+    'rematch_novelty',
+    'species_of',
+)

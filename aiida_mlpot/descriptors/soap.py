@@ -1,0 +1,82 @@
+"""SOAP power spectra of configurations via dscribe (no AiiDA import).
+
+Every feature vector returned here is normalised to unit length, so that the linear kernel between two
+vectors is their cosine similarity k and their Euclidean distance is the kernel distance sqrt(2 - 2k).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+from dscribe.descriptors import SOAP
+
+__all__ = ('DEFAULT_SOAP', 'average_soap', 'atomic_soap', 'make_soap', 'species_of')
+
+#: Default SOAP settings (Å): a cutoff like the GAP's, a small basis that is quick to evaluate.
+DEFAULT_SOAP = {'r_cut': 5.0, 'n_max': 6, 'l_max': 4, 'sigma': 0.5}
+_ALLOWED = {'r_cut', 'n_max', 'l_max', 'sigma', 'rbf', 'weighting', 'compression', 'periodic', 'dtype'}
+
+
+def species_of(*frame_lists: Sequence[Atoms]) -> list[str]:
+    """Return the sorted chemical symbols present in any of the lists of configurations."""
+    return sorted(
+        {symbol for frames in frame_lists for atoms in frames for symbol in atoms.get_chemical_symbols()}
+    )
+
+
+def make_soap(
+    species: Sequence[str], soap: dict | None = None, average: str = 'off', periodic: bool = True
+) -> SOAP:
+    """Return a dscribe :class:`SOAP` with the settings of ``soap`` merged over :data:`DEFAULT_SOAP`.
+
+    :param species: all chemical symbols the descriptor must handle (those of every set compared).
+    :param soap: SOAP settings (``r_cut``, ``n_max``, ``l_max``, ``sigma``, optionally ``rbf``, ...).
+    :param average: dscribe averaging mode: 'off' (one vector per atom) or 'inner' (one per configuration).
+    """
+    settings = {**DEFAULT_SOAP, **(soap or {})}
+    unknown = set(settings) - _ALLOWED
+    if unknown:
+        raise ValueError(f'unknown SOAP settings {sorted(unknown)}; allowed: {sorted(_ALLOWED)}')
+    settings.setdefault('periodic', periodic)
+    return SOAP(species=list(species), average=average, **settings)
+
+
+def _normalise(array: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(array, axis=-1, keepdims=True)
+    return array / np.where(norm > 0, norm, 1.0)
+
+
+def _periodic(frames: Sequence[Atoms]) -> bool:
+    return bool(any(atoms.pbc.any() for atoms in frames))
+
+
+def average_soap(
+    frames: Sequence[Atoms], soap: dict | None = None, species: Sequence[str] | None = None, n_jobs: int = 1
+) -> np.ndarray:
+    """Return the per-configuration averaged SOAP power spectrum, shape (n_configs, n_features), unit rows.
+
+    dscribe's ``average='inner'`` averages the expansion coefficients over the atoms before forming the
+    power spectrum.
+    """
+    if len(frames) == 0:
+        raise ValueError('no configurations to describe')
+    species = species or species_of(frames)
+    descriptor = make_soap(species, soap, average='inner', periodic=_periodic(frames))
+    features = descriptor.create(list(frames), n_jobs=n_jobs)
+    return _normalise(np.asarray(features, dtype=float).reshape(len(frames), -1))
+
+
+def atomic_soap(
+    frames: Sequence[Atoms], soap: dict | None = None, species: Sequence[str] | None = None, n_jobs: int = 1
+) -> list[np.ndarray]:
+    """Return one (n_atoms, n_features) array of unit per-atom SOAP power spectra per configuration."""
+    if len(frames) == 0:
+        return []
+    species = species or species_of(frames)
+    descriptor = make_soap(species, soap, average='off', periodic=_periodic(frames))
+    features = descriptor.create(list(frames), n_jobs=n_jobs)
+    if len(frames) == 1:
+        features = [features]
+    return [_normalise(np.asarray(f, dtype=float)) for f in features]

@@ -1,0 +1,257 @@
+"""`MlMdCalculation`: molecular dynamics with a GAP (ASE + quippy on the compute node), stopped on extrapolation.
+
+The calculation runs :mod:`aiida_mlpot.engines.ase_md` with the ``python`` code of the environment
+(command line ``python -m aiida_mlpot.engines.ase_md input.json``). ``prepare_for_submission`` only writes
+the start frame and the JSON input and asks for the potential (and training) files to be copied; the
+:class:`~aiida_mlpot.parsers.ml_md.MlMdParser` turns the retrieved files into outputs.
+
+Outcomes: ``completed`` and ``extrapolation`` finish with exit status 0 (the outcome is in the ``summary``
+output; on extrapolation the candidates to label are in ``flagged``); ``unstable`` finishes with
+``ERROR_UNSTABLE_MD`` (410), so that a caller can react (smaller time step, refit), the partial trajectory
+being an output all the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+from aiida import orm
+from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.folders import Folder
+from aiida.engine import CalcJob
+from ase import Atoms
+
+from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.data.extxyz import write_frames
+from aiida_mlpot.data.potential import GapPotentialData
+from aiida_mlpot.engines.ase_md import needs_training, normalise_parameters
+
+__all__ = ('MlMdCalculation', 'reference_cache_key')
+
+#: Extra of a :class:`GapPotentialData` caching the reference scores of training sets (see ``reference_cache_key``).
+REFERENCE_EXTRA = 'mlpot_ml_md_reference_scores'
+
+
+def reference_cache_key(parameters: dict, training_uuid: str) -> str:
+    """Return the key under which the reference score of a training set is cached on the potential.
+
+    It depends on the extrapolation method, the percentile, the training dataset and (SOAP) the descriptor.
+    """
+    extrapolation = parameters['extrapolation']
+    soap = (
+        json.dumps(extrapolation['soap'], sort_keys=True) if extrapolation['method'] == 'soap_novelty' else ''
+    )
+    digest = hashlib.sha256(soap.encode()).hexdigest()[:12] if soap else 'none'
+    return f'{extrapolation["method"]}:{float(extrapolation["percentile"])}:{training_uuid}:{digest}'
+
+
+def cached_reference_score(potential: GapPotentialData, parameters: dict, training: DatasetData | None):
+    """Return the reference score of ``training`` cached on ``potential`` for these parameters, or None."""
+    if training is None or not potential.is_stored or not training.is_stored:
+        return None
+    cache = potential.base.extras.get(REFERENCE_EXTRA, {})
+    return cache.get(reference_cache_key(parameters, training.uuid))
+
+
+def start_frame(inputs) -> tuple[Atoms, int]:
+    """Return the start frame (with momenta when restarting from an MD frame) and its step number."""
+    if 'restart_from' in inputs:
+        source = inputs['restart_from']
+        if isinstance(source, DatasetData):
+            index = inputs['restart_frame'].value if 'restart_frame' in inputs else -1
+            frame = source.to_ase()[index]
+            atoms = Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=True)
+            if 'momenta' in frame.arrays:
+                atoms.arrays['momenta'] = frame.arrays['momenta'].copy()
+            return atoms, int(frame.info.get('step', 0))
+        return source.get_ase(), 0
+    return inputs['structure'].get_ase(), 0
+
+
+def validate_inputs(inputs, _):
+    """Validate the combination of inputs; return an error message or None."""
+    if 'parameters' not in inputs or 'potential' not in inputs:
+        return None  # reported by the port validation
+    has_structure, has_restart = 'structure' in inputs, 'restart_from' in inputs
+    if has_structure == has_restart:
+        return 'give exactly one of `structure` and `restart_from`'
+    if 'restart_frame' in inputs and not isinstance(inputs.get('restart_from'), DatasetData):
+        return '`restart_frame` needs `restart_from` to be a DatasetData'
+    if isinstance(inputs.get('restart_from'), DatasetData):
+        n_configs = len(inputs['restart_from'])
+        index = inputs['restart_frame'].value if 'restart_frame' in inputs else -1
+        if not -n_configs <= index < n_configs:
+            return f'`restart_frame` {index} is out of range for a dataset of {n_configs} configurations'
+    try:
+        parameters = normalise_parameters(inputs['parameters'].get_dict())
+    except ValueError as exception:
+        return f'invalid `parameters`: {exception}'
+    potential, training = inputs['potential'], inputs.get('training')
+    if needs_training(parameters) and training is None:
+        return (
+            f'`extrapolation.method={parameters["extrapolation"]["method"]}` with these thresholds needs the '
+            '`training` dataset (or `extrapolation.reference_score`)'
+        )
+    source = inputs['structure'] if has_structure else inputs['restart_from']
+    symbols = set(source.species) if isinstance(source, DatasetData) else set(source.get_symbols_set())
+    unknown = symbols - set(potential.species)
+    if unknown:
+        return f'the potential knows {potential.species}, the structure also has {sorted(unknown)}'
+    return None
+
+
+def validate_parameters(node, _):
+    """Validate the parameters dictionary (see :data:`aiida_mlpot.engines.ase_md.DEFAULTS`)."""
+    try:
+        normalise_parameters(node.get_dict())
+    except ValueError as exception:
+        return str(exception)
+    return None
+
+
+class MlMdCalculation(CalcJob):
+    """Molecular dynamics with a GAP through ASE + quippy, with extrapolation and stability checks."""
+
+    FILENAME_INPUT = 'input.json'
+    FILENAME_STRUCTURE = 'structure.xyz'
+    FILENAME_TRAINING = 'training.xyz'
+    FILENAME_TRAJECTORY = 'trajectory.xyz'
+    FILENAME_FLAGGED = 'flagged.xyz'
+    FILENAME_FINAL = 'final.xyz'
+    FILENAME_SUMMARY = 'summary.json'
+    FILENAME_STDOUT = 'driver.out'
+    FILENAME_STDERR = 'driver.err'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, required=False, help='The start structure.')
+        spec.input(
+            'restart_from',
+            valid_type=(DatasetData, orm.StructureData),
+            required=False,
+            help='Continue from a frame of a dataset (e.g. the `trajectory` of a previous run, momenta kept) '
+            'or from a structure; replaces `structure`.',
+        )
+        spec.input(
+            'restart_frame',
+            valid_type=orm.Int,
+            required=False,
+            help='Index of the frame of `restart_from` (a DatasetData) to start from; default: the last one.',
+        )
+        spec.input('potential', valid_type=GapPotentialData, help='The GAP that drives the MD.')
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            validator=validate_parameters,
+            help='Sections `md`, `extrapolation`, `stability`; see `aiida_mlpot.engines.ase_md.DEFAULTS`.',
+        )
+        spec.input(
+            'training',
+            valid_type=DatasetData,
+            required=False,
+            help='Training set of the potential: reference for a relative threshold and for SOAP novelty.',
+        )
+        spec.inputs.validator = validate_inputs
+        options = spec.inputs['metadata']['options']
+        options['input_filename'].default = cls.FILENAME_INPUT
+        options['output_filename'].default = cls.FILENAME_STDOUT
+        options['parser_name'].default = 'mlpot.ml_md'
+        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        options['withmpi'].default = False
+
+        spec.output(
+            'trajectory',
+            valid_type=DatasetData,
+            help='Frames every `dump_interval` steps: ML energy, forces, virial, momenta, `uncertainty`.',
+        )
+        spec.output(
+            'flagged',
+            valid_type=DatasetData,
+            required=False,
+            help='On extrapolation: the triggering frame and the last scored frames before it (to label).',
+        )
+        spec.output(
+            'summary',
+            valid_type=orm.Dict,
+            help='Outcome (completed | extrapolation | unstable), steps done, scores, threshold, timing, '
+            'traces of score, volume and temperature.',
+        )
+        spec.output('final_structure', valid_type=orm.StructureData, help='The last frame of the run.')
+        spec.default_output_node = 'summary'
+
+        spec.exit_code(
+            301, 'ERROR_OUTPUT_SUMMARY_MISSING', message='`summary.json` was not retrieved: {detail}'
+        )
+        spec.exit_code(
+            302, 'ERROR_OUTPUT_SUMMARY_INVALID', message='`summary.json` cannot be read: {exception}'
+        )
+        spec.exit_code(
+            303, 'ERROR_OUTPUT_TRAJECTORY_MISSING', message='`trajectory.xyz` is missing or empty.'
+        )
+        spec.exit_code(
+            304, 'ERROR_OUTPUT_TRAJECTORY_INVALID', message='the retrieved frames cannot be read: {exception}'
+        )
+        spec.exit_code(310, 'ERROR_DRIVER_FAILED', message='the MD driver stopped with an error: {reason}')
+        spec.exit_code(
+            410,
+            'ERROR_UNSTABLE_MD',
+            message='the MD became unstable at step {step}: {reason}',
+            invalidates_cache=False,
+        )
+
+    def prepare_for_submission(self, folder: Folder) -> CalcInfo:
+        """Write the start frame and ``input.json``; copy the potential (and training) files."""
+        parameters = normalise_parameters(self.inputs.parameters.get_dict())
+        training = self.inputs.get('training')
+        potential = self.inputs.potential
+        extrapolation = parameters['extrapolation']
+        if extrapolation['relative_threshold'] is not None and extrapolation['reference_score'] is None:
+            extrapolation['reference_score'] = cached_reference_score(potential, parameters, training)
+
+        atoms, initial_step = start_frame(self.inputs)
+        handle = io.StringIO()
+        write_frames([atoms], handle)
+        folder.create_file_from_filelike(
+            io.BytesIO(handle.getvalue().encode()), self.FILENAME_STRUCTURE, mode='wb'
+        )
+
+        local_copy_list = [(potential.uuid, name, name) for name in potential.filenames]
+        config = {
+            'structure': self.FILENAME_STRUCTURE,
+            'potential': {'xml': potential.xml_filename},
+            'parameters': parameters,
+            'initial_step': initial_step,
+            'source_uuid': self.node.uuid,
+            'config_type': 'ml_md',
+            'trajectory': self.FILENAME_TRAJECTORY,
+            'flagged': self.FILENAME_FLAGGED,
+            'final': self.FILENAME_FINAL,
+            'summary': self.FILENAME_SUMMARY,
+        }
+        if training is not None and needs_training(parameters):
+            local_copy_list.append((training.uuid, training.filename, self.FILENAME_TRAINING))
+            config['training'] = self.FILENAME_TRAINING
+        with folder.open(self.FILENAME_INPUT, 'w') as handle:
+            json.dump(config, handle, indent=1)
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['-m', 'aiida_mlpot.engines.ase_md', self.FILENAME_INPUT]
+        codeinfo.stdout_name = self.FILENAME_STDOUT
+        codeinfo.stderr_name = self.FILENAME_STDERR
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.local_copy_list = local_copy_list
+        calcinfo.retrieve_list = [
+            self.FILENAME_SUMMARY,
+            self.FILENAME_TRAJECTORY,
+            self.FILENAME_FLAGGED,
+            self.FILENAME_FINAL,
+            self.FILENAME_STDOUT,
+            self.FILENAME_STDERR,
+        ]
+        return calcinfo

@@ -1,0 +1,75 @@
+"""Outlier guard for labelled configurations (pure numpy + ASE, no AiiDA).
+
+A poor early potential can push atoms unphysically close; the reference energies and forces of such
+configurations are huge and spoil a fit. :func:`find_outliers` returns a reason for every configuration that
+must not be trained on:
+
+* any pair of atoms closer than ``min_distance`` Å (minimum image);
+* any force component norm |F_i| above ``max_force`` eV/Å;
+* an energy per atom further than ``energy_mad_threshold`` robust standard deviations (1.4826 * MAD) from
+  the median of the set (only applied with at least ``min_frames_for_energy`` frames, and with a floor of
+  ``energy_floor`` eV/atom on the spread so that a set of near-identical frames does not flag noise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+from ase.geometry import get_distances
+
+DEFAULT_GUARD = {
+    'min_distance': 1.0,
+    'max_force': 50.0,
+    'energy_mad_threshold': 20.0,
+    'energy_floor': 0.01,
+    'min_frames_for_energy': 5,
+}
+
+
+def min_pair_distance(atoms: Atoms) -> float:
+    """Return the smallest interatomic distance (Å) of ``atoms`` with the minimum-image convention."""
+    if len(atoms) < 2:
+        return float('inf')
+    _, distances = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    np.fill_diagonal(distances, np.inf)
+    return float(distances.min())
+
+
+def check_geometry(atoms: Atoms, min_distance: float) -> str | None:
+    """Return a reason if two atoms are closer than ``min_distance`` Å, else None (usable before labelling)."""
+    dmin = min_pair_distance(atoms)
+    if dmin < min_distance:
+        return f'min pair distance {dmin:.3f} A < {min_distance} A'
+    return None
+
+
+def find_outliers(frames: list[Atoms], **guard) -> dict[int, str]:
+    """Return ``{index: reason}`` for the labelled frames that fail the guard (see module docstring).
+
+    :param frames: ASE Atoms with ``info['energy']`` (eV) and ``arrays['forces']`` (eV/Å) where labelled.
+    :param guard: overrides of :data:`DEFAULT_GUARD`.
+    """
+    options = {**DEFAULT_GUARD, **guard}
+    reasons: dict[int, list[str]] = {}
+    for index, atoms in enumerate(frames):
+        reason = check_geometry(atoms, options['min_distance'])
+        if reason:
+            reasons.setdefault(index, []).append(reason)
+        forces = atoms.arrays.get('forces')
+        if forces is not None:
+            fmax = float(np.linalg.norm(forces, axis=1).max())
+            if not np.isfinite(fmax) or fmax > options['max_force']:
+                reasons.setdefault(index, []).append(f'|F| max {fmax:.3g} eV/A > {options["max_force"]} eV/A')
+
+    energies = {i: a.info['energy'] / len(a) for i, a in enumerate(frames) if 'energy' in a.info}
+    if len(energies) >= options['min_frames_for_energy']:
+        values = np.array(list(energies.values()))
+        median = float(np.median(values))
+        spread = max(1.4826 * float(np.median(np.abs(values - median))), options['energy_floor'])
+        for index, value in energies.items():
+            if not np.isfinite(value) or abs(value - median) > options['energy_mad_threshold'] * spread:
+                reasons.setdefault(index, []).append(
+                    f'energy per atom {value:.4f} eV is {abs(value - median) / spread:.1f} robust sigmas from '
+                    f'the median {median:.4f} eV'
+                )
+    return {index: '; '.join(items) for index, items in sorted(reasons.items())}

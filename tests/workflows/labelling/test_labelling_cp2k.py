@@ -1,0 +1,201 @@
+"""End-to-end tests of LabellingWorkChain with the real cp2k.psmp (GFN1-xTB test oracle, one PBE/GAPW point)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase import Atoms
+
+from aiida_mlpot.workflows.labelling import LabellingWorkChain
+
+from .conftest import nacl_box64, nacl_cell8, strained
+
+pytestmark = pytest.mark.e2e
+
+H_DISPLACEMENT = 0.01  # Å
+EPS_STRAIN = 0.002
+SCF_FAIL = {'scf': {'max_scf': 2}, 'max_retries': 0}
+
+
+@pytest.fixture(scope='module')
+def xtb_run(cp2k_code):
+    """ONE xTB labelling run covering: 8- and 64-atom cells, finite differences, a refused configuration,
+    an SCF failure without retry and an SCF failure fixed by the robust retry."""
+    base = nacl_cell8()
+    plus, minus = base.copy(), base.copy()
+    plus.positions[0, 0] += H_DISPLACEMENT
+    minus.positions[0, 0] -= H_DISPLACEMENT
+    close = base.copy()
+    close.positions[1] = close.positions[0] + [0.3, 0.0, 0.0]
+    configs = {
+        'small': base,
+        'small_dx_p': plus,
+        'small_dx_m': minus,
+        'small_exx_p': strained(base, (0, 0), EPS_STRAIN),
+        'small_exx_m': strained(base, (0, 0), -EPS_STRAIN),
+        'box64': nacl_box64(),
+        'close_pair': close,
+        'scf_fail': nacl_cell8(0.15),
+        'scf_retry': nacl_cell8(0.12),
+    }
+    inputs = {
+        'structures': {key: orm.StructureData(ase=atoms) for key, atoms in configs.items()},
+        'oracle': orm.Str('cp2k'),
+        'protocol': orm.Str('xtb'),
+        'cp2k_code': cp2k_code,
+        'overrides': orm.Dict({'scf': {'eps_scf': 1.0e-8}, 'omp_num_threads': 1}),
+        'config_overrides': orm.Dict(
+            {
+                'scf_fail': SCF_FAIL,
+                'scf_retry': {'scf': {'max_scf': 2}},
+            }
+        ),
+        'max_concurrent': orm.Int(4),
+        'min_success_fraction': orm.Float(0.5),
+    }
+    start = time.perf_counter()
+    results, node = run_get_node(LabellingWorkChain, **inputs)
+    print(f'xTB labelling of {len(configs)} configurations: {time.perf_counter() - start:.1f} s')
+    frames = {atoms.info['label_key']: atoms for atoms in results['labelled'].to_ase()}
+    return node, results, frames
+
+
+def test_outputs_and_exclusions(xtb_run):
+    node, results, frames = xtb_run
+    assert node.is_finished_ok, node.exit_message
+    excluded = results['excluded'].get_dict()
+    assert set(excluded) == {'close_pair', 'scf_fail'}
+    assert 'min pair distance 0.300' in excluded['close_pair']
+    assert 'SCF not converged' in excluded['scf_fail']
+    counts = results['counts'].get_dict()
+    assert counts['n_input'] == 9
+    assert counts['n_labelled'] == 7
+    assert counts['n_retried'] == 1
+    assert set(frames) == {
+        'small',
+        'small_dx_p',
+        'small_dx_m',
+        'small_exx_p',
+        'small_exx_m',
+        'box64',
+        'scf_retry',
+    }
+    for key, atoms in frames.items():
+        n = len(atoms)
+        assert np.isfinite(atoms.info['energy'])
+        assert atoms.arrays['forces'].shape == (n, 3)
+        assert np.asarray(atoms.info['virial']).shape == (3, 3)
+        assert np.abs(atoms.arrays['forces'].sum(axis=0)).max() < 1e-3, key
+    assert len(frames['box64']) == 64
+
+
+def test_every_label_links_to_its_calculation(xtb_run):
+    node, results, frames = xtb_run
+    for key, atoms in frames.items():
+        calc = orm.load_node(atoms.info['source_uuid'])
+        assert isinstance(calc, orm.CalcJobNode)
+        assert calc.process_type == 'aiida.calculations:cp2k'
+        assert calc.is_finished_ok
+        assert calc.inputs.structure.uuid == node.inputs.structures[key].uuid
+        # the labelled dataset was created by the collect_labels calcfunction from the calc's output
+        creator = results['labelled'].creator
+        assert creator.process_label == 'collect_labels'
+        assert calc.outputs.output_parameters.uuid in {
+            n.node.uuid for n in creator.base.links.get_incoming().all()
+        }
+
+
+def test_restart_and_retry_paths(xtb_run):
+    node, _, _ = xtb_run
+    labels = [link.link_label for link in node.base.links.get_outgoing().all()]
+    assert 'label_scf_retry_attempt0' in labels and 'label_scf_retry_attempt1' in labels
+    retry = node.base.links.get_outgoing(link_label_filter='label_scf_retry_attempt1').one().node
+    assert retry.is_finished_ok
+    parameters = retry.called[0].inputs.parameters.get_dict()
+    assert parameters['FORCE_EVAL']['DFT']['SCF']['MAX_SCF'] == 400  # the protocol's robust settings
+    assert parameters['FORCE_EVAL']['DFT']['SCF']['MIXING']['ALPHA'] == 0.2
+
+
+def test_forces_match_finite_difference(xtb_run):
+    """F_x of atom 0 = -(E(x+h) - E(x-h)) / 2h within 1 %: proves units and sign of the forces."""
+    _, _, frames = xtb_run
+    fd = -(frames['small_dx_p'].info['energy'] - frames['small_dx_m'].info['energy']) / (2 * H_DISPLACEMENT)
+    analytic = frames['small'].arrays['forces'][0, 0]
+    print(f'F_x(atom 0): analytic {analytic:.6f} eV/A, finite difference {fd:.6f} eV/A')
+    assert abs(analytic) > 0.1
+    assert analytic == pytest.approx(fd, rel=0.01)
+
+
+def test_virial_matches_strain_derivative(xtb_run):
+    """W_xx = -dE/d(eps_xx) within a few percent: proves units and sign of the virial."""
+    _, _, frames = xtb_run
+    fd = -(frames['small_exx_p'].info['energy'] - frames['small_exx_m'].info['energy']) / (2 * EPS_STRAIN)
+    analytic = np.asarray(frames['small'].info['virial'])[0, 0]
+    print(f'W_xx: analytic {analytic:.4f} eV, finite difference {fd:.4f} eV')
+    assert analytic == pytest.approx(fd, rel=0.05)
+
+
+def test_too_few_labelled_is_a_4xx_exit_code(cp2k_code):
+    """Every configuration fails: the work chain ends with ERROR_TOO_FEW_LABELLED and still reports why."""
+    inputs = {
+        'structures': {'a': orm.StructureData(ase=nacl_cell8())},
+        'cp2k_code': cp2k_code,
+        'overrides': orm.Dict({**SCF_FAIL, 'omp_num_threads': 1}),
+    }
+    results, node = run_get_node(LabellingWorkChain, **inputs)
+    assert node.exit_status == LabellingWorkChain.exit_codes.ERROR_TOO_FEW_LABELLED.status
+    assert 'labelled' not in results
+    assert 'a' in results['excluded'].get_dict()
+
+
+def test_pbe_gapw_single_point(cp2k_code):
+    """The production path: PBE+D3, GAPW, GTH pseudopotentials and MOLOPT basis from cp2k-data.
+
+    Kept short: a 2-atom primitive cell, 150 Ry and diagonalisation instead of OT (the protocol uses 300 Ry
+    and OT, which is slow for tiny cells). About 40 s on 2 loaded cores."""
+    from ase.build import bulk
+
+    atoms = bulk('NaCl', 'rocksalt', a=5.64)
+    atoms.positions[0] += [0.1, 0.05, 0.0]
+    inputs = {
+        'structures': {'prim': orm.StructureData(ase=atoms)},
+        'cp2k_code': cp2k_code,
+        'protocol': orm.Str('pbe'),
+        'overrides': orm.Dict(
+            {
+                'cutoff': 150,
+                'rel_cutoff': 30,
+                'eps_default': 1.0e-10,
+                'scf': {'eps_scf': 1.0e-5, 'ot': False},
+                'max_retries': 0,
+            }
+        ),
+    }
+    start = time.perf_counter()
+    results, node = run_get_node(LabellingWorkChain, **inputs)
+    print(f'PBE/GAPW 2-atom single point: {time.perf_counter() - start:.1f} s')
+    assert node.is_finished_ok, node.exit_message
+    (frame,) = results['labelled'].to_ase()
+    calc = orm.load_node(frame.info['source_uuid'])
+    parameters = calc.inputs.parameters.get_dict()
+    assert parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'GAPW'
+    assert set(calc.inputs.file) == {'basis_mlpot', 'potential_mlpot'}
+    assert 'Na DZVP-MOLOPT-SR-GTH' in calc.inputs.file['basis_mlpot'].get_content()
+    assert frame.info['energy'] < -1000  # about -62 Ha for NaCl with semicore Na
+    assert np.abs(frame.arrays['forces'].sum(axis=0)).max() < 0.05
+
+
+def test_element_without_basis_is_refused(cp2k_code):
+    """Pu has no DZVP-MOLOPT-SR-GTH basis in cp2k-data: refused before any submission."""
+    atoms = Atoms('NaPu', positions=[[0, 0, 0], [2.5, 0, 0]], cell=[6, 6, 6], pbc=True)
+    with pytest.raises(ValueError, match='refused before submission'):
+        run_get_node(
+            LabellingWorkChain,
+            structures={'a': orm.StructureData(ase=atoms)},
+            cp2k_code=cp2k_code,
+            protocol=orm.Str('pbe'),
+        )

@@ -9,6 +9,12 @@ Outcomes: ``completed`` and ``extrapolation`` finish with exit status 0 (the out
 output; on extrapolation the candidates to label are in ``flagged``); ``unstable`` finishes with
 ``ERROR_UNSTABLE_MD`` (410), so that a caller can react (smaller time step, refit), the partial trajectory
 being an output all the same.
+
+``parameters.md.engine = 'lammps'`` runs the MD with a LAMMPS built with ML-QUIP instead of ASE, in segments
+scored afterwards by quippy (:mod:`aiida_mlpot.engines.lammps_quip`); the driver still runs with the
+``python`` code. The LAMMPS executable is the optional ``lammps_code`` input (an ``InstalledCode`` on the same
+computer, recorded in the provenance graph) or, failing that, the ``lammps.command`` parameter (default
+``lmp``; a full command line such as ``srun lmp_mpi`` is allowed there).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shlex
 
 from aiida import orm
 from aiida.common.datastructures import CalcInfo, CodeInfo
@@ -89,6 +96,9 @@ def validate_inputs(inputs, _):
     except ValueError as exception:
         return f'invalid `parameters`: {exception}'
     potential, training = inputs['potential'], inputs.get('training')
+    message = _validate_engine(inputs, parameters)
+    if message:
+        return message
     if needs_training(parameters) and training is None:
         return (
             f'`extrapolation.method={parameters["extrapolation"]["method"]}` with these thresholds needs the '
@@ -99,6 +109,25 @@ def validate_inputs(inputs, _):
     unknown = symbols - set(potential.species)
     if unknown:
         return f'the potential knows {potential.species}, the structure also has {sorted(unknown)}'
+    return None
+
+
+def _validate_engine(inputs, parameters: dict) -> str | None:
+    """Return an error message if the LAMMPS executable inputs do not fit the chosen ``md.engine``."""
+    lammps_code = inputs.get('lammps_code')
+    if lammps_code is None:
+        return None
+    if parameters['md']['engine'] != 'lammps':
+        return '`lammps_code` is only used with `md.engine = lammps`'
+    if parameters['lammps']['command'] is not None:
+        return 'give the LAMMPS executable either as `lammps_code` or as `lammps.command`, not both'
+    code = inputs.get('code')
+    if code is not None and getattr(code, 'computer', None) is not None:
+        if lammps_code.computer.pk != code.computer.pk:
+            return (
+                f'`lammps_code` is on computer `{lammps_code.computer.label}`, the driver runs on '
+                f'`{code.computer.label}`'
+            )
     return None
 
 
@@ -146,7 +175,15 @@ class MlMdCalculation(CalcJob):
             'parameters',
             valid_type=orm.Dict,
             validator=validate_parameters,
-            help='Sections `md`, `extrapolation`, `stability`; see `aiida_mlpot.engines.ase_md.DEFAULTS`.',
+            help='Sections `md`, `extrapolation`, `stability`, `lammps`; see '
+            '`aiida_mlpot.engines.ase_md.DEFAULTS`.',
+        )
+        spec.input(
+            'lammps_code',
+            valid_type=orm.InstalledCode,
+            required=False,
+            help='`md.engine = lammps` only: a LAMMPS built with ML-QUIP (`pair_style quip`) on the computer of '
+            '`code`; its executable replaces `lammps.command`.',
         )
         spec.input(
             'training',
@@ -219,9 +256,11 @@ class MlMdCalculation(CalcJob):
         )
 
         local_copy_list = [(potential.uuid, name, name) for name in potential.filenames]
+        if 'lammps_code' in self.inputs:
+            parameters['lammps']['command'] = shlex.quote(str(self.inputs.lammps_code.get_executable()))
         config = {
             'structure': self.FILENAME_STRUCTURE,
-            'potential': {'xml': potential.xml_filename},
+            'potential': {'xml': potential.xml_filename, 'xml_label': potential.xml_label},
             'parameters': parameters,
             'initial_step': initial_step,
             'source_uuid': self.node.uuid,

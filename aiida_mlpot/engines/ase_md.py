@@ -3,7 +3,9 @@
 Run as ``python -m aiida_mlpot.engines.ase_md input.json`` (imports no AiiDA). The JSON input holds the
 file names (``structure``: extended XYZ of the start frame, optionally with ``momenta``; ``potential``:
 the GAP XML, its sparseX files next to it; ``training``: optional extended XYZ of training frames) and
-the parameters (sections ``md``, ``extrapolation``, ``stability``; see :data:`DEFAULTS`).
+the parameters (sections ``md``, ``extrapolation``, ``stability``, ``lammps``; see :data:`DEFAULTS`).
+``md.engine = 'lammps'`` runs the same MD with a LAMMPS built with ML-QUIP, in segments scored afterwards
+(:mod:`aiida_mlpot.engines.lammps_quip`); inputs, outputs and summary are the same.
 
 Outputs in the working directory:
 
@@ -56,6 +58,7 @@ OUTCOMES = ('completed', 'extrapolation', 'unstable', 'error')
 #: Default parameters; the input's sections are merged over these.
 DEFAULTS: dict = {
     'md': {
+        'engine': 'ase',  # ase (ASE + quippy) | lammps (LAMMPS with pair_style quip, segments; see lammps_quip)
         'ensemble': 'nvt',  # nvt | npt
         'thermostat': 'langevin',  # nvt: langevin | bussi
         'barostat': 'mtk',  # npt: mtk (IsotropicMTKNPT) | berendsen (NPTBerendsen)
@@ -87,16 +90,26 @@ DEFAULTS: dict = {
         'max_volume_factor': 1.5,  # V/V0 outside [1/f, f]; None disables
         'interval': 1,  # steps between the (cheap) stability checks
     },
+    'lammps': {  # md.engine = lammps only
+        'command': None,  # LAMMPS command line (e.g. 'lmp' or 'srun lmp_mpi'); None: 'lmp'
+        'segment_steps': 100,  # steps per LAMMPS run between two scorings of the dumped frames
+    },
 }
 
 _CHOICES = {
+    ('md', 'engine'): ('ase', 'lammps'),
     ('md', 'ensemble'): ('nvt', 'npt'),
     ('md', 'thermostat'): ('langevin', 'bussi'),
     ('md', 'barostat'): ('mtk', 'berendsen'),
     ('md', 'velocities'): ('auto', 'maxwell'),
     ('extrapolation', 'method'): ('gap_variance', 'soap_novelty', 'none'),
 }
-_POSITIVE_INT = {('md', 'n_steps'), ('md', 'dump_interval'), ('extrapolation', 'check_interval')}
+_POSITIVE_INT = {
+    ('md', 'n_steps'),
+    ('md', 'dump_interval'),
+    ('extrapolation', 'check_interval'),
+    ('lammps', 'segment_steps'),
+}
 _POSITIVE = {
     ('md', 'timestep_fs'),
     ('md', 'temperature_K'),
@@ -176,6 +189,9 @@ def normalise_parameters(parameters: dict | None) -> dict:
     interval = result['stability']['interval']
     if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
         raise ValueError('`stability.interval` must be a positive integer')
+    command = result['lammps']['command']
+    if command is not None and (not isinstance(command, str) or not command.strip()):
+        raise ValueError('`lammps.command` must be a non-empty string or None')
     return result
 
 
@@ -328,6 +344,10 @@ def run(config: dict, workdir: str | pathlib.Path = '.') -> dict:
     workdir = pathlib.Path(workdir)
     start_time = time.perf_counter()
     parameters = normalise_parameters(config.get('parameters'))
+    if parameters['md']['engine'] == 'lammps':
+        from aiida_mlpot.engines.lammps_quip import run as run_lammps
+
+        return run_lammps(config, workdir)
     md, extrapolation, stability = parameters['md'], parameters['extrapolation'], parameters['stability']
     files = {
         'trajectory': workdir / config.get('trajectory', 'trajectory.xyz'),

@@ -55,6 +55,35 @@ def dataset_to_structures(dataset: DatasetData) -> dict:
     return {_config_key(i): orm.StructureData(ase=atoms) for i, atoms in enumerate(dataset.to_ase())}
 
 
+def _info_from_creator(structure: orm.StructureData, cache: dict) -> dict:
+    """Return the free-form info (``config_type``, ``pool_index``, ...) of the frame a structure was made from.
+
+    A structure returned by a selection calcfunction as ``structures__<key>`` next to a ``selected``
+    DatasetData (``aiida_mlpot.calculations.functions.selection.select_configurations``) is frame ``k`` of
+    that dataset, ``k`` being the position of ``<key>`` among the sorted keys. Anything else has no info.
+    ``cache`` maps a creator's pk to its frames, so each dataset is read once.
+    """
+    from aiida.common.links import LinkType
+
+    creator = structure.creator
+    if creator is None or 'selected' not in creator.outputs:
+        return {}
+    links = creator.base.links.get_outgoing(link_type=LinkType.CREATE).all()
+    keys = sorted(link.link_label for link in links if link.link_label.startswith('structures__'))
+    mine = [link.link_label for link in links if link.node.pk == structure.pk]
+    if not mine or mine[0] not in keys:
+        return {}
+    if creator.pk not in cache:
+        cache[creator.pk] = creator.outputs.selected.to_ase()
+    frames = cache[creator.pk]
+    if len(frames) != len(keys):
+        return {}
+    info = dict(frames[keys.index(mine[0])].info)
+    if 'source_uuid' in info:
+        info['parent_source_uuid'] = info.pop('source_uuid')
+    return info
+
+
 @calcfunction
 def collect_labels(guard: orm.Dict, report: orm.Dict, **kwargs) -> dict:
     """Merge per-configuration oracle results into one labelled ``DatasetData``, applying the outlier guard.
@@ -82,16 +111,19 @@ def collect_labels(guard: orm.Dict, report: orm.Dict, **kwargs) -> dict:
 
     excluded: dict[str, str] = {}
     candidates: list[tuple[str, object]] = []
+    creator_frames: dict[int, list] = {}
     for key in sorted(structures):
         if key in failures:
             excluded[key] = failures[key]
             continue
         atoms = structures[key].get_ase()
         if source_frames is not None and key.startswith('config_'):
-            index = int(key.split('_')[-1])
-            for name, value in source_frames[index].info.items():
-                if name not in _LABEL_KEYS:
-                    atoms.info[name] = value
+            info = source_frames[int(key.split('_')[-1])].info
+        else:
+            info = _info_from_creator(structures[key], creator_frames)
+        for name, value in info.items():
+            if name not in _LABEL_KEYS:
+                atoms.info[name] = value
         if key in results:
             values = results[key].get_dict()
             atoms.info['energy'] = float(values['energy'])

@@ -48,3 +48,31 @@ def test_classical_oracle_reproduces_sampling_labels(lmp_code, nacl_reference_fr
         link.link_label for link in rerun.base.links.get_incoming().all() if 'structures' in link.link_label
     }
     assert len(structures) == 5
+
+
+def test_selected_structures_keep_their_frame_info(lmp_code, nacl_reference_frames):
+    """Structures from `select_configurations` are labelled with the info of the pool frame they came from."""
+    from aiida_mlpot.calculations.functions.selection import select_configurations
+
+    pool = DatasetData.from_ase(nacl_reference_frames[::20])
+    selection = select_configurations(pool, orm.Dict({'seed': 3, 'steps': [{'method': 'random', 'n': 4}]}))
+    inputs = {
+        'structures': dict(selection['structures']),
+        'oracle': orm.Str('classical'),
+        'classical_code': lmp_code,
+        'potential': orm.Dict(nacl_tosi_fumi(cutoff=6.5, kspace_accuracy=1.0e-6)),
+    }
+    results, node = run_get_node(LabellingWorkChain, **inputs)
+    assert node.is_finished_ok, node.exit_message
+    selected = selection['selected'].to_ase()
+    labelled = results['labelled'].to_ase()
+    assert len(labelled) == 4
+    for frame, atoms in zip(selected, labelled, strict=True):
+        assert atoms.info['config_type'] == frame.info['config_type']
+        assert atoms.info['pool_index'] == frame.info['pool_index']
+        assert (
+            atoms.info['parent_source_uuid'] == frame.info['source_uuid']
+            if 'source_uuid' in frame.info
+            else True
+        )
+        assert abs(atoms.info['energy'] - frame.info['energy']) <= 1e-6 * abs(frame.info['energy'])

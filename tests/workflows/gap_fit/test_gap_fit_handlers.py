@@ -1,0 +1,125 @@
+"""GapFitWorkChain handlers and memory planning on fake child nodes (no gap_fit run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+PARAMETERS = {
+    'descriptors': [
+        {'type': 'distance_2b', 'cutoff': 4.0, 'n_sparse': 12, 'delta': 1.0},
+        {
+            'type': 'soap',
+            'n_max': 2,
+            'l_max': 1,
+            'atom_sigma': 0.5,
+            'cutoff': 4.0,
+            'delta': 0.2,
+            'n_sparse': 40,
+        },
+    ],
+    'default_sigma': {'energy': 0.002, 'force': 0.05, 'virial': 0.05, 'hessian': 0.0},
+    'e0_method': 'average',
+}
+
+
+@pytest.fixture
+def workchain(aiida_profile, code_gap_fit):
+    """Return a factory of an instantiated (not run) GapFitWorkChain after its setup step."""
+    from aiida import orm
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    from aiida_mlpot.data.dataset import DatasetData
+    from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
+
+    frames = []
+    for index in range(2):
+        atoms = bulk('NaCl', 'rocksalt', a=5.64, cubic=True)
+        atoms.info.update({'energy': -25.0 - index, 'virial': np.eye(3)})
+        atoms.arrays['forces'] = np.zeros((len(atoms), 3))
+        frames.append(atoms)
+    dataset = DatasetData.from_ase(frames).store()
+
+    def factory(parameters=PARAMETERS, **options):
+        inputs = {
+            'gap_fit': {
+                'code': code_gap_fit,
+                'dataset': dataset,
+                'parameters': orm.Dict(parameters),
+                'metadata': {'options': {'resources': {'num_machines': 1}, **options}},
+            }
+        }
+        process = instantiate_process(get_manager().get_runner(), GapFitWorkChain, **inputs)
+        process.setup()
+        return process
+
+    return factory
+
+
+def failed_calc(localhost, exit_code, **options):
+    from aiida import orm
+    from aiida.engine import ProcessState
+
+    node = orm.CalcJobNode(computer=localhost, process_type='aiida.calculations:mlpot.gap_fit')
+    node.set_option('resources', {'num_machines': 1})
+    for key, value in options.items():
+        node.set_option(key, value)
+    node.set_process_state(ProcessState.FINISHED)
+    node.set_exit_status(exit_code.status)
+    return node.store()
+
+
+def test_exit_codes_unique():
+    from aiida_mlpot.calculations.gap_fit import GapFitCalculation
+    from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
+
+    for process in (GapFitCalculation, GapFitWorkChain):
+        statuses = [code.status for code in process.spec().exit_codes.values()]
+        assert len(statuses) == len(set(statuses))
+
+
+def test_out_of_memory_handler_halves_sparse_points(workchain, localhost):
+    from aiida_mlpot.calculations.gap_fit import GapFitCalculation
+
+    process = workchain()
+    node = failed_calc(localhost, GapFitCalculation.exit_codes.ERROR_OUT_OF_MEMORY)
+    report = process.handle_out_of_memory(node)
+    assert report.do_break and report.exit_code.status == 0
+    assert [d['n_sparse'] for d in process.ctx.inputs.parameters['descriptors']] == [10, 20]
+
+
+def test_out_of_memory_handler_gives_up_at_minimum(workchain, localhost):
+    from aiida_mlpot.calculations.gap_fit import GapFitCalculation
+
+    parameters = {**PARAMETERS, 'descriptors': [dict(d, n_sparse=10) for d in PARAMETERS['descriptors']]}
+    process = workchain(parameters)
+    node = failed_calc(localhost, GapFitCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_MEMORY)
+    report = process.handle_out_of_memory(node)
+    assert report.exit_code.status == process.exit_codes.ERROR_UNRECOVERABLE_OUT_OF_MEMORY.status
+
+
+def test_walltime_handler_doubles_walltime(workchain, localhost):
+    from aiida_mlpot.calculations.gap_fit import GapFitCalculation
+
+    process = workchain(max_wallclock_seconds=600)
+    node = failed_calc(localhost, GapFitCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME)
+    report = process.handle_out_of_walltime(node)
+    assert report.exit_code.status == 0
+    assert process.ctx.inputs.metadata.options['max_wallclock_seconds'] == 1200
+
+
+def test_memory_planning_reduces_or_refuses(workchain):
+    from aiida_mlpot.calculations.gap_params import dataset_stats, estimate_memory
+
+    process = workchain()
+    stats = dataset_stats(process.ctx.inputs.dataset.to_ase())
+    needed = estimate_memory(PARAMETERS, stats)['total_mb']
+    # declared memory far below the estimate of even the fewest sparse points: refused
+    refused = workchain(max_memory_kb=100 * 1024)
+    assert refused.plan_memory().status == refused.exit_codes.ERROR_INSUFFICIENT_MEMORY.status
+    # enough declared memory: nothing changes
+    process = workchain(max_memory_kb=int(needed * 1024) + 1024)
+    assert process.plan_memory() is None
+    assert process.ctx.inputs.parameters['descriptors'][1]['n_sparse'] == 40

@@ -51,13 +51,29 @@ def aiida_profile(aiida_config, aiida_profile_factory):
         yield profile
 
 
-@pytest.fixture
-def localhost(aiida_localhost):
-    """The ``localhost`` computer (core.local transport, core.direct scheduler)."""
-    return aiida_localhost
+@pytest.fixture(scope='session')
+def localhost(aiida_profile, tmp_path_factory):
+    """A `localhost` computer (core.local, core.direct) for the whole session, so expensive runs can be shared."""
+    from aiida.common.exceptions import NotExistent
+    from aiida.orm import Computer, load_computer
+
+    try:
+        return load_computer('localhost-mlpot')
+    except NotExistent:
+        computer = Computer(
+            label='localhost-mlpot',
+            hostname='localhost',
+            transport_type='core.local',
+            scheduler_type='core.direct',
+            workdir=str(tmp_path_factory.mktemp('aiida_work')),
+        ).store()
+        computer.set_minimum_job_poll_interval(0.0)
+        computer.set_default_mpiprocs_per_machine(1)
+        computer.configure(safe_interval=0.0)
+        return computer
 
 
-def _installed_code(computer, label: str, name: str, default_plugin: str | None = None, **kwargs):
+def _installed_code(computer, label: str, name: str, default_plugin: str | None = None):
     from aiida.common.exceptions import NotExistent
     from aiida.orm import InstalledCode, load_code
 
@@ -72,33 +88,33 @@ def _installed_code(computer, label: str, name: str, default_plugin: str | None 
             computer=computer,
             filepath_executable=path,
             default_calc_job_plugin=default_plugin,
-            **kwargs,
+            with_mpi=False,
         )
         return code.store()
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def code_lmp(localhost):
     """The real Debian LAMMPS (`lmp`)."""
-    return _installed_code(localhost, 'lmp', 'lmp')
+    return _installed_code(localhost, 'lmp', 'lmp', 'mlpot.lammps.md')
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def code_cp2k(localhost):
     """The real Debian CP2K (`cp2k.psmp`), run with OpenMP threads (no MPI)."""
-    return _installed_code(localhost, 'cp2k', 'cp2k.psmp', 'cp2k', with_mpi=False)
+    return _installed_code(localhost, 'cp2k', 'cp2k.psmp', 'cp2k')
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def code_gap_fit(localhost):
     """`gap_fit` from the quippy-ase wheel in this environment."""
-    return _installed_code(localhost, 'gap_fit', 'gap_fit', 'mlpot.gap_fit', with_mpi=False)
+    return _installed_code(localhost, 'gap_fit', 'gap_fit', 'mlpot.gap_fit')
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def code_python(localhost):
     """This environment's python; it runs the ML-MD driver on the compute node."""
-    return _installed_code(localhost, 'python', 'python', 'mlpot.ml_md', with_mpi=False)
+    return _installed_code(localhost, 'python', 'python', 'mlpot.ml_md')
 
 
 # --- reference NaCl frames from the real LAMMPS -------------------------------------------------------------

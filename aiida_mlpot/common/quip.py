@@ -101,3 +101,37 @@ def quip_executable(cache: str | pathlib.Path | None = None) -> tuple[str, dict[
         if not _starts(repaired, full_env):
             raise RuntimeError(f'{shipped} does not start, nor does the repaired copy {repaired}')
     return str(repaired), env
+
+
+def quip_evaluate(xml_path: str | pathlib.Path, frames: list, workdir: str | pathlib.Path) -> list:
+    """Evaluate ``frames`` (ase.Atoms) with the `quip` program and the GAP ``xml_path``; return quip's frames.
+
+    The returned Atoms carry quip's energy (``get_potential_energy()``) and its forces in ``arrays['force']``.
+    An independent check of the quippy calculator: same library, but quip's own reading and output.
+    """
+    import io
+
+    from ase.io import read, write
+
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    clean = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.calc = None
+        for key in [k for k in copy.arrays if k not in ('numbers', 'positions')]:
+            del copy.arrays[key]
+        copy.info = {}
+        clean.append(copy)
+    write(workdir / 'quip_input.xyz', clean, format='extxyz')
+    quip, env = quip_executable()
+    result = subprocess.run(
+        [quip, 'E=T', 'F=T', 'atoms_filename=quip_input.xyz', f'param_filename={xml_path}'],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    )
+    text = '\n'.join(line[3:] for line in result.stdout.splitlines() if line.startswith('AT '))
+    return read(io.StringIO(text), index=':', format='extxyz')

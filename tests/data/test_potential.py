@@ -1,15 +1,12 @@
 """Tests for :class:`aiida_mlpot.data.potential.GapPotentialData` on a GAP fitted by the real `gap_fit`."""
 
-import io
-import os
 import subprocess
 
 import numpy as np
 import pytest
 from aiida.orm import load_node
-from ase.io import read
 
-from aiida_mlpot.common.quip import quip_executable
+from aiida_mlpot.common.quip import quip_evaluate
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData, parse_gap_xml
 from tests.conftest import executable, requires
@@ -74,19 +71,7 @@ def test_potential_node_and_calculator_match_quip(tiny_gap, tmp_path):
         energies.append(atoms.get_potential_energy())
         forces.append(atoms.get_forces())
 
-    quip, env = quip_executable()
-    export = node.export(tmp_path / 'export')
-    (tmp_path / 'frames.xyz').write_text(DatasetData.from_ase(frames[:4]).get_content())
-    result = subprocess.run(
-        [quip, 'E=T', 'F=T', 'atoms_filename=frames.xyz', f'param_filename={export}'],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        check=True,
-    )
-    text = '\n'.join(line[3:] for line in result.stdout.splitlines() if line.startswith('AT '))
-    reference = read(io.StringIO(text), index=':', format='extxyz')
+    reference = quip_evaluate(node.export(tmp_path / 'export'), frames[:4], tmp_path)
     assert len(reference) == 4
     for ours, theirs, our_forces in zip(energies, reference, forces):
         assert abs(ours - theirs.get_potential_energy()) < 1e-6

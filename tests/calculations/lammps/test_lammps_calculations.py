@@ -34,7 +34,7 @@ def nacl_potential():
 
 
 @pytest.fixture(scope='module')
-def md_run(lmp_code, nacl_potential):
+def md_run(code_lmp, nacl_potential):
     """A short NVT run of 64-atom molten NaCl (5 frames)."""
     from aiida import orm
     from aiida.engine import run_get_node
@@ -43,7 +43,7 @@ def md_run(lmp_code, nacl_potential):
 
     atoms = random_box({'Na': 32, 'Cl': 32}, density=1.3, min_distance=2.2, seed=1)
     inputs = {
-        'code': lmp_code,
+        'code': code_lmp,
         'structure': orm.StructureData(ase=atoms),
         'potential': orm.Dict(nacl_potential),
         'parameters': orm.Dict(md_parameters()),
@@ -54,7 +54,7 @@ def md_run(lmp_code, nacl_potential):
     return results, node
 
 
-def run_rerun(lmp_code, potential, **inputs):
+def run_rerun(code_lmp, potential, **inputs):
     from aiida import orm
     from aiida.engine import run_get_node
 
@@ -62,7 +62,7 @@ def run_rerun(lmp_code, potential, **inputs):
 
     results, node = run_get_node(
         LammpsRerunCalculation,
-        code=lmp_code,
+        code=code_lmp,
         potential=orm.Dict(potential),
         metadata={'options': OPTIONS},
         **inputs,
@@ -96,10 +96,10 @@ def test_md_frames(md_run):
 
 
 @pytest.mark.e2e
-def test_rerun_reproduces_md(md_run, lmp_code, nacl_potential):
+def test_rerun_reproduces_md(md_run, code_lmp, nacl_potential):
     """Single points of the MD frames in one job reproduce the MD energies, forces and virials."""
     md_dataset = md_run[0]['dataset']
-    results, node = run_rerun(lmp_code, nacl_potential, dataset=md_dataset)
+    results, node = run_rerun(code_lmp, nacl_potential, dataset=md_dataset)
     reference = md_dataset.to_ase()
     labelled = results['dataset'].to_ase()
     assert len(labelled) == len(reference)
@@ -115,7 +115,7 @@ def test_rerun_reproduces_md(md_run, lmp_code, nacl_potential):
 
 
 @pytest.mark.e2e
-def test_rerun_varying_cells(lmp_code, nacl_potential):
+def test_rerun_varying_cells(code_lmp, nacl_potential):
     """Configurations of different sizes and general (rotated, triclinic) cells in one job."""
     from aiida import orm
     from scipy.spatial.transform import Rotation
@@ -135,7 +135,7 @@ def test_rerun_varying_cells(lmp_code, nacl_potential):
         'config_0002': orm.StructureData(ase=rotated),
         'config_0003': orm.StructureData(ase=skewed),
     }
-    results, node = run_rerun(lmp_code, nacl_potential, structures=structures)
+    results, node = run_rerun(code_lmp, nacl_potential, structures=structures)
     frames = results['dataset'].to_ase()
     assert [frame.info['label_key'] for frame in frames] == sorted(structures)
     assert [len(frame) for frame in frames] == [32, 8, 32, 32]
@@ -165,14 +165,14 @@ SW_FILE = '/usr/share/lammps/potentials/Si.sw'
 
 @pytest.mark.e2e
 @pytest.mark.skipif(not os.path.exists(SW_FILE), reason='LAMMPS potential files are not installed')
-def test_rerun_many_body_with_potential_file(lmp_code):
+def test_rerun_many_body_with_potential_file(code_lmp):
     """A many-body style with a potential file: Stillinger-Weber diamond Si, -4.3366 eV/atom at a = 5.431 Å."""
     from aiida import orm
 
     potential = {'pair_style': 'sw', 'pair_coeff': ['* * Si.sw Si'], 'files': ['Si.sw']}
     crystal = bulk('Si', 'diamond', a=5.431, cubic=True)
     results, _ = run_rerun(
-        lmp_code,
+        code_lmp,
         potential,
         structures={'si': orm.StructureData(ase=crystal)},
         potential_files={'sw': orm.SinglefileData(SW_FILE)},
@@ -183,7 +183,7 @@ def test_rerun_many_body_with_potential_file(lmp_code):
 
 
 @pytest.mark.e2e
-def test_lammps_input_error_exit_code(lmp_code):
+def test_lammps_input_error_exit_code(code_lmp):
     """An error reported by LAMMPS is an exit code of the calculation, with the LAMMPS message."""
     from aiida import orm
     from aiida.engine import run_get_node
@@ -194,7 +194,7 @@ def test_lammps_input_error_exit_code(lmp_code):
     atoms = random_box({'Na': 4, 'Cl': 4}, density=1.3, min_distance=2.2, seed=1)
     _, node = run_get_node(
         LammpsMdCalculation,
-        code=lmp_code,
+        code=code_lmp,
         structure=orm.StructureData(ase=atoms),
         potential=orm.Dict(potential),
         parameters=orm.Dict(md_parameters()),

@@ -1,43 +1,9 @@
-"""Fixtures of the GAP fitting tests: a localhost computer and gap_fit code shared by a module, and the
-train/test split of ~60 reference NaCl frames (two temperatures) from the real LAMMPS."""
+"""Fixtures of the GAP fitting tests: the train/test split of ~60 reference NaCl frames (two temperatures)
+from the real LAMMPS (the gap_fit code is the session fixture `code_gap_fit` of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import pathlib
-import shutil
-import sys
-
 import pytest
-
-
-def executable(name: str) -> str | None:
-    """Return the path of ``name`` in this environment's bin folder or on the PATH."""
-    candidate = pathlib.Path(sys.executable).parent / name
-    return str(candidate) if candidate.is_file() else shutil.which(name)
-
-
-@pytest.fixture(scope='module')
-def gap_fit_code(aiida_profile, tmp_path_factory):
-    """`gap_fit` on a localhost computer (module scope, so that one fit can serve several tests)."""
-    from aiida import orm
-
-    path = executable('gap_fit')
-    if path is None:
-        pytest.skip('`gap_fit` is not installed')
-    label = f'localhost-gapfit-{tmp_path_factory.getbasetemp().name}'
-    computer = orm.Computer(
-        label=label,
-        hostname='localhost',
-        transport_type='core.local',
-        scheduler_type='core.direct',
-        workdir=str(tmp_path_factory.mktemp('gapfit_work')),
-    ).store()
-    computer.set_minimum_job_poll_interval(0.0)
-    computer.configure()
-    code = orm.InstalledCode(
-        label='gap_fit', computer=computer, filepath_executable=path, default_calc_job_plugin='mlpot.gap_fit'
-    )
-    return code.store()
 
 
 @pytest.fixture(scope='module')

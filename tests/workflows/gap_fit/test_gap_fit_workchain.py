@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import os
-import subprocess
-
 import numpy as np
 import pytest
 
@@ -17,7 +13,7 @@ ENERGY_RMSE_MAX = 5.0  # meV/atom
 
 
 @pytest.fixture(scope='module')
-def fast_fit(gap_fit_code, nacl_train_test):
+def fast_fit(code_gap_fit, nacl_train_test):
     """One fit with the fast protocol on 40 configurations, evaluated on 20 held-out ones."""
     from aiida.engine import run_get_node
 
@@ -25,7 +21,7 @@ def fast_fit(gap_fit_code, nacl_train_test):
 
     train, test = nacl_train_test
     builder = GapFitWorkChain.get_builder_from_protocol(
-        gap_fit_code, train, protocol='fast', test_dataset=test, options={'max_wallclock_seconds': 1800}
+        code_gap_fit, train, protocol='fast', test_dataset=test, options={'max_wallclock_seconds': 1800}
     )
     _, node = run_get_node(builder)
     return node
@@ -65,9 +61,8 @@ def test_fit_diagnostics_and_virials(fast_fit, nacl_train_test):
 
 def test_calculator_matches_quip(fast_fit, nacl_train_test, tmp_path):
     """The GapPotentialData's calculator and the `quip` program agree within 1e-6 eV on the fitted XML."""
-    from ase.io import read
 
-    from aiida_mlpot.common.quip import quip_executable
+    from aiida_mlpot.common.quip import quip_evaluate
 
     _, test = nacl_train_test
     frames = test.to_ase()[:3]
@@ -78,24 +73,13 @@ def test_calculator_matches_quip(fast_fit, nacl_train_test, tmp_path):
         atoms = atoms.copy()
         atoms.calc = calculator
         ours.append(atoms.get_potential_energy())
-    quip, env = quip_executable()
-    xml = potential.export(tmp_path / 'export')
-    (tmp_path / 'frames.xyz').write_text(type(test).from_ase(frames).get_content())
-    result = subprocess.run(
-        [quip, 'E=T', 'atoms_filename=frames.xyz', f'param_filename={xml}'],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        check=True,
-    )
-    text = '\n'.join(line[3:] for line in result.stdout.splitlines() if line.startswith('AT '))
-    theirs = [atoms.get_potential_energy() for atoms in read(io.StringIO(text), index=':', format='extxyz')]
+    reference = quip_evaluate(potential.export(tmp_path / 'export'), frames, tmp_path)
+    theirs = [atoms.get_potential_energy() for atoms in reference]
     assert len(theirs) == 3
     assert np.max(np.abs(np.array(ours) - np.array(theirs))) < 1e-6
 
 
-def test_out_of_memory_is_retried_with_fewer_sparse_points(gap_fit_code, nacl_train_test):
+def test_out_of_memory_is_retried_with_fewer_sparse_points(code_gap_fit, nacl_train_test):
     """gap_fit under a 400 MB data-segment limit: 2 x 640 sparse points fail, 2 x 160 fit.
 
     The small SOAP (n2 l1) makes the covariance matrices (sparse points x 8000 targets) the bulk of the
@@ -128,7 +112,7 @@ def test_out_of_memory_is_retried_with_fewer_sparse_points(gap_fit_code, nacl_tr
         'seed': 1,
     }
     builder = GapFitWorkChain.get_builder()
-    builder.gap_fit.code = gap_fit_code
+    builder.gap_fit.code = code_gap_fit
     builder.gap_fit.dataset = train
     builder.gap_fit.parameters = orm.Dict(parameters)
     builder.gap_fit.memory_limit_mb = orm.Int(400)
@@ -147,7 +131,7 @@ def test_out_of_memory_is_retried_with_fewer_sparse_points(gap_fit_code, nacl_tr
     assert node.outputs.diagnostics['n_sparse'] == [160, 160]
 
 
-def test_coulomb_baseline_delta_learning(gap_fit_code, nacl_train_test, fast_fit):
+def test_coulomb_baseline_delta_learning(code_gap_fit, nacl_train_test, fast_fit):
     """A fixed-charge Coulomb baseline under the GAP (Δ-learning), fitted on half the data, must still beat the
     plain fast fit (all 40 configurations) on forces by far."""
     from aiida.engine import run_get_node
@@ -161,7 +145,7 @@ def test_coulomb_baseline_delta_learning(gap_fit_code, nacl_train_test, fast_fit
     test = DatasetData.from_ase(test.to_ase()[:10])
     overrides = {'baseline': {'type': 'coulomb', 'charges': {'Na': 1.0, 'Cl': -1.0}, 'cutoff': 6.0}}
     builder = GapFitWorkChain.get_builder_from_protocol(
-        gap_fit_code, train, protocol='fast', overrides=overrides, test_dataset=test
+        code_gap_fit, train, protocol='fast', overrides=overrides, test_dataset=test
     )
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message

@@ -14,7 +14,7 @@ from aiida_mlpot.workflows.labelling import LabellingWorkChain
 pytestmark = pytest.mark.e2e
 
 
-def test_classical_oracle_reproduces_sampling_labels(lmp_code, nacl_reference_frames):
+def test_classical_oracle_reproduces_sampling_labels(code_lmp, nacl_reference_frames):
     """The teacher reproduces the labels of the reference LAMMPS MD (same Tosi-Fumi + Ewald) to 1e-6."""
     frames = [nacl_reference_frames[i] for i in (0, 37, 101, 150, 201)]
     source = DatasetData.from_ase(frames)
@@ -23,7 +23,7 @@ def test_classical_oracle_reproduces_sampling_labels(lmp_code, nacl_reference_fr
     inputs = {
         'dataset': DatasetData.from_ase([*frames, close]),
         'oracle': orm.Str('classical'),
-        'classical_code': lmp_code,
+        'classical_code': code_lmp,
         'potential': orm.Dict(nacl_tosi_fumi(cutoff=6.5, kspace_accuracy=1.0e-6)),
         'min_success_fraction': orm.Float(0.8),
     }
@@ -50,7 +50,7 @@ def test_classical_oracle_reproduces_sampling_labels(lmp_code, nacl_reference_fr
     assert len(structures) == 5
 
 
-def test_selected_structures_keep_their_frame_info(lmp_code, nacl_reference_frames):
+def test_selected_structures_keep_their_frame_info(code_lmp, nacl_reference_frames):
     """Structures from `select_configurations` are labelled with the info of the pool frame they came from."""
     from aiida_mlpot.calculations.functions.selection import select_configurations
 
@@ -59,7 +59,7 @@ def test_selected_structures_keep_their_frame_info(lmp_code, nacl_reference_fram
     inputs = {
         'structures': dict(selection['structures']),
         'oracle': orm.Str('classical'),
-        'classical_code': lmp_code,
+        'classical_code': code_lmp,
         'potential': orm.Dict(nacl_tosi_fumi(cutoff=6.5, kspace_accuracy=1.0e-6)),
     }
     results, node = run_get_node(LabellingWorkChain, **inputs)

@@ -22,7 +22,7 @@ SCF_FAIL = {'scf': {'max_scf': 2}, 'max_retries': 0}
 
 
 @pytest.fixture(scope='module')
-def xtb_run(cp2k_code):
+def xtb_run(code_cp2k):
     """ONE xTB labelling run covering: 8- and 64-atom cells, finite differences, a refused configuration,
     an SCF failure without retry and an SCF failure fixed by the robust retry."""
     base = nacl_cell8()
@@ -46,7 +46,7 @@ def xtb_run(cp2k_code):
         'structures': {key: orm.StructureData(ase=atoms) for key, atoms in configs.items()},
         'oracle': orm.Str('cp2k'),
         'protocol': orm.Str('xtb'),
-        'cp2k_code': cp2k_code,
+        'cp2k_code': code_cp2k,
         'overrides': orm.Dict({'scf': {'eps_scf': 1.0e-8}, 'omp_num_threads': 1}),
         'config_overrides': orm.Dict(
             {
@@ -139,11 +139,11 @@ def test_virial_matches_strain_derivative(xtb_run):
     assert analytic == pytest.approx(fd, rel=0.05)
 
 
-def test_too_few_labelled_is_a_4xx_exit_code(cp2k_code):
+def test_too_few_labelled_is_a_4xx_exit_code(code_cp2k):
     """Every configuration fails: the work chain ends with ERROR_TOO_FEW_LABELLED and still reports why."""
     inputs = {
         'structures': {'a': orm.StructureData(ase=nacl_cell8())},
-        'cp2k_code': cp2k_code,
+        'cp2k_code': code_cp2k,
         'overrides': orm.Dict({**SCF_FAIL, 'omp_num_threads': 1}),
     }
     results, node = run_get_node(LabellingWorkChain, **inputs)
@@ -152,7 +152,7 @@ def test_too_few_labelled_is_a_4xx_exit_code(cp2k_code):
     assert 'a' in results['excluded'].get_dict()
 
 
-def test_pbe_gapw_single_point(cp2k_code):
+def test_pbe_gapw_single_point(code_cp2k):
     """The production path: PBE+D3, GAPW, GTH pseudopotentials and MOLOPT basis from cp2k-data.
 
     Kept short: a 2-atom primitive cell, 150 Ry and diagonalisation instead of OT (the protocol uses 300 Ry
@@ -163,7 +163,7 @@ def test_pbe_gapw_single_point(cp2k_code):
     atoms.positions[0] += [0.1, 0.05, 0.0]
     inputs = {
         'structures': {'prim': orm.StructureData(ase=atoms)},
-        'cp2k_code': cp2k_code,
+        'cp2k_code': code_cp2k,
         'protocol': orm.Str('pbe'),
         'overrides': orm.Dict(
             {
@@ -189,13 +189,13 @@ def test_pbe_gapw_single_point(cp2k_code):
     assert np.abs(frame.arrays['forces'].sum(axis=0)).max() < 0.05
 
 
-def test_element_without_basis_is_refused(cp2k_code):
+def test_element_without_basis_is_refused(code_cp2k):
     """Pu has no DZVP-MOLOPT-SR-GTH basis in cp2k-data: refused before any submission."""
     atoms = Atoms('NaPu', positions=[[0, 0, 0], [2.5, 0, 0]], cell=[6, 6, 6], pbc=True)
     with pytest.raises(ValueError, match='refused before submission'):
         run_get_node(
             LabellingWorkChain,
             structures={'a': orm.StructureData(ase=atoms)},
-            cp2k_code=cp2k_code,
+            cp2k_code=code_cp2k,
             protocol=orm.Str('pbe'),
         )

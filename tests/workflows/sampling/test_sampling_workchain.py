@@ -24,12 +24,12 @@ def builder_for(code, atoms, potential, protocol='fast', **overrides):
 
 
 @pytest.fixture(scope='module')
-def nacl_grid_run(lmp_code):
+def nacl_grid_run(code_lmp):
     """A 2 x 2 NVT grid (temperatures x volume scales) of 64-atom molten NaCl, 5 frames per state point."""
     from aiida.engine import run_get_node
 
     builder = builder_for(
-        lmp_code,
+        code_lmp,
         nacl_box(),
         nacl_tosi_fumi('ewald'),
         temperatures=[1200.0, 1600.0],
@@ -83,7 +83,7 @@ def test_pool_provenance(nacl_grid_run):
 
 
 @pytest.mark.e2e
-def test_pool_matches_single_points(nacl_grid_run, lmp_code):
+def test_pool_matches_single_points(nacl_grid_run, code_lmp):
     """Forces, energy and virial of pool frames agree with a separate LAMMPS single-point run."""
     from aiida import orm
     from aiida.engine import run_get_node
@@ -95,7 +95,7 @@ def test_pool_matches_single_points(nacl_grid_run, lmp_code):
     structures = {f'config_{i:04d}': orm.StructureData(ase=atoms) for i, atoms in enumerate(chosen)}
     results, node = run_get_node(
         LammpsRerunCalculation,
-        code=lmp_code,
+        code=code_lmp,
         potential=orm.Dict(nacl_tosi_fumi('ewald')),
         structures=structures,
         metadata={'options': {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}},
@@ -108,12 +108,12 @@ def test_pool_matches_single_points(nacl_grid_run, lmp_code):
 
 
 @pytest.mark.e2e
-def test_npt_density(lmp_code):
+def test_npt_density(code_lmp):
     """NPT of the NaCl preset at 1400 K and 1 bar: the model's density (DESIGN.md: about 1.29-1.30 g/cm³)."""
     from aiida.engine import run_get_node
 
     builder = builder_for(
-        lmp_code,
+        code_lmp,
         nacl_box(seed=11),
         nacl_tosi_fumi('ewald'),
         ensemble='npt',
@@ -133,13 +133,13 @@ def test_npt_density(lmp_code):
 
 
 @pytest.mark.e2e
-def test_argon(lmp_code):
+def test_argon(code_lmp):
     """The argon preset runs through the same workchain (no charges, no kspace)."""
     from aiida.engine import run_get_node
 
     atoms = random_box({'Ar': 64}, density=1.4, min_distance=3.0, seed=2)
     builder = builder_for(
-        lmp_code,
+        code_lmp,
         atoms,
         argon_lj(),
         temperatures=[90.0],
@@ -159,7 +159,7 @@ def test_argon(lmp_code):
 
 
 @pytest.mark.e2e
-def test_failed_state_point(lmp_code):
+def test_failed_state_point(code_lmp):
     """A state point that loses atoms is an exit code; the others make the pool; all failing is a 4xx."""
     from aiida.engine import run_get_node
 
@@ -168,7 +168,7 @@ def test_failed_state_point(lmp_code):
 
     common = {'equilibration_steps': 100, 'production_steps': 100, 'dump_interval': 50, 'timestep': 5.0}
     common['volume_scales'] = [1.0]
-    builder = builder_for(lmp_code, nacl_box(), nacl_tosi_fumi(), temperatures=[1400.0, 1.0e7], **common)
+    builder = builder_for(code_lmp, nacl_box(), nacl_tosi_fumi(), temperatures=[1400.0, 1.0e7], **common)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     assert node.base.extras.get('failed_state_points') == ['T1e07_V1']
@@ -177,7 +177,7 @@ def test_failed_state_point(lmp_code):
     assert results['pool'].config_types == ['T1400_V1']
     assert len(results['pool']) == 3
 
-    builder = builder_for(lmp_code, nacl_box(), nacl_tosi_fumi(), temperatures=[1.0e7], **common)
+    builder = builder_for(code_lmp, nacl_box(), nacl_tosi_fumi(), temperatures=[1.0e7], **common)
     _, node = run_get_node(builder)
     assert node.exit_status == SamplingWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_SAMPLING.status
 

@@ -23,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     else
         log "installing Debian packages: ${missing[*]}"
         $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 fi
 log "lmp: $(command -v lmp || echo missing); cp2k.psmp: $(command -v cp2k.psmp || echo missing)"

@@ -64,23 +64,17 @@ def test_setup_creates_profile_in_a_fresh_config(tmp_path):
     second = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     assert 'changed: nothing' in second.stdout
     assert 'created' not in second.stdout.replace('created (SQLite', '')
-    listing = subprocess.run(
-        [str(os.path.join(os.path.dirname(sys.executable), 'verdi')), 'code', 'list', '-r'],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    listing = _verdi(env, 'code', 'list', '-r')
     for label in ('lmp', 'cp2k', 'gap_fit', 'python'):
         assert listing.count(f'{label}@localhost') == 1, listing
-    plugins = subprocess.run(
-        [str(os.path.join(os.path.dirname(sys.executable), 'verdi')), 'plugin', 'list', 'aiida.data'],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    plugins = _verdi(env, 'plugin', 'list', 'aiida.data')
     assert 'mlpot.dataset' in plugins and 'mlpot.gap_potential' in plugins
+
+
+def _verdi(env: dict, *args: str) -> str:
+    """Run `verdi` of this environment with ``args`` and return its output."""
+    verdi = os.path.join(os.path.dirname(sys.executable), 'verdi')
+    return subprocess.run([verdi, *args], env=env, capture_output=True, text=True, check=True).stdout
 
 
 def test_verdi_data_dataset(aiida_profile, tmp_path):

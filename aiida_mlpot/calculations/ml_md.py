@@ -10,6 +10,16 @@ output; on extrapolation the candidates to label are in ``flagged``); ``unstable
 ``ERROR_UNSTABLE_MD`` (410), so that a caller can react (smaller time step, refit), the partial trajectory
 being an output all the same.
 
+A run killed before its end (walltime, node failure, OOM kill) finishes with ``ERROR_INTERRUPTED`` (420): the
+driver flushes ``trajectory.xyz`` after every dumped frame and keeps ``progress.json`` up to date, so the
+complete frames are attached as ``trajectory`` (the last one as ``final_structure``) with a ``summary`` of
+outcome ``interrupted``. ``restart_from`` that trajectory continues the run from its last frame.
+
+Restarts: the start frame of ``restart_from`` (a DatasetData) brings its momenta and its ``step``; the new run
+numbers its frames from that step and ``md.n_steps`` counts the steps **added** by this run (``final_step =
+initial_step + n_steps``), so to reach the step count a killed run aimed at, give ``n_steps =
+summary['steps_remaining']`` of the interrupted run.
+
 ``parameters.md.engine = 'lammps'`` runs the MD with a LAMMPS built with ML-QUIP instead of ASE, in segments
 scored afterwards by quippy (:mod:`aiida_mlpot.engines.lammps_quip`); the driver still runs with the
 ``python`` code. The LAMMPS executable is the optional ``lammps_code`` input (an ``InstalledCode`` on the same
@@ -150,6 +160,7 @@ class MlMdCalculation(CalcJob):
     FILENAME_FLAGGED = 'flagged.xyz'
     FILENAME_FINAL = 'final.xyz'
     FILENAME_SUMMARY = 'summary.json'
+    FILENAME_PROGRESS = 'progress.json'
     FILENAME_STDOUT = 'driver.out'
     FILENAME_STDERR = 'driver.err'
 
@@ -162,7 +173,8 @@ class MlMdCalculation(CalcJob):
             valid_type=(DatasetData, orm.StructureData),
             required=False,
             help='Continue from a frame of a dataset (e.g. the `trajectory` of a previous run, momenta kept) '
-            'or from a structure; replaces `structure`.',
+            "or from a structure; replaces `structure`. Frames are numbered on from the frame's `step`; "
+            '`md.n_steps` steps are added to it.',
         )
         spec.input(
             'restart_frame',
@@ -213,7 +225,7 @@ class MlMdCalculation(CalcJob):
         spec.output(
             'summary',
             valid_type=orm.Dict,
-            help='Outcome (completed | extrapolation | unstable), steps done, scores, threshold, timing, '
+            help='Outcome (completed | extrapolation | unstable | interrupted), steps done, scores, threshold, timing, '
             'traces of score, volume and temperature.',
         )
         spec.output('final_structure', valid_type=orm.StructureData, help='The last frame of the run.')
@@ -237,6 +249,13 @@ class MlMdCalculation(CalcJob):
             'ERROR_UNSTABLE_MD',
             message='the MD became unstable at step {step}: {reason}',
             invalidates_cache=False,
+        )
+        spec.exit_code(
+            420,
+            'ERROR_INTERRUPTED',
+            message='the driver was interrupted after {steps_done} of {steps_requested} steps ({detail}); the '
+            'complete frames are in `trajectory`, the last one (step {step}) in `final_structure`: '
+            '`restart_from` the `trajectory` continues the run.',
         )
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
@@ -269,6 +288,7 @@ class MlMdCalculation(CalcJob):
             'flagged': self.FILENAME_FLAGGED,
             'final': self.FILENAME_FINAL,
             'summary': self.FILENAME_SUMMARY,
+            'progress': self.FILENAME_PROGRESS,
         }
         if training is not None and needs_training(parameters):
             local_copy_list.append((training.uuid, training.filename, self.FILENAME_TRAINING))
@@ -287,6 +307,7 @@ class MlMdCalculation(CalcJob):
         calcinfo.local_copy_list = local_copy_list
         calcinfo.retrieve_list = [
             self.FILENAME_SUMMARY,
+            self.FILENAME_PROGRESS,
             self.FILENAME_TRAJECTORY,
             self.FILENAME_FLAGGED,
             self.FILENAME_FINAL,

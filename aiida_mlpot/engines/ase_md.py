@@ -16,7 +16,11 @@ Outputs in the working directory:
   predictions renamed ``ml_energy``/``ml_forces``/``ml_virial`` (they are candidates to label, not labels);
 * ``final.xyz``: the last frame (restart point);
 * ``summary.json``: ``outcome`` (``completed`` | ``extrapolation`` | ``unstable`` | ``error``), steps done,
-  scores, thresholds, timing, volume/temperature/score traces.
+  scores, thresholds, timing, volume/temperature/score traces (written once, at the end, atomically);
+* ``progress.json``: rewritten (temporary file + rename) after every dumped frame: steps done, step of the
+  last written frame, frames written, maximum score so far, elapsed time. With the trajectory (flushed after
+  every frame) it is what is left of a run killed before its end (walltime, node failure, OOM kill): the
+  parser then attaches the complete frames and the last one is the restart point.
 
 The potential is evaluated once per step for energy, forces and stress together (quippy re-runs the
 whole evaluation for a property not asked for at first). The GAP variance is only requested on the steps
@@ -28,7 +32,9 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import os
 import pathlib
+import re
 import sys
 import time
 import traceback
@@ -50,7 +56,16 @@ from aiida_mlpot.engines.checks import (
     relative_threshold,
 )
 
-__all__ = ('DEFAULTS', 'OUTCOMES', 'main', 'normalise_parameters', 'run')
+__all__ = (
+    'DEFAULTS',
+    'OUTCOMES',
+    'ProgressWriter',
+    'complete_frames_text',
+    'main',
+    'normalise_parameters',
+    'run',
+    'write_json_atomic',
+)
 
 #: Possible outcomes of a run.
 OUTCOMES = ('completed', 'extrapolation', 'unstable', 'error')
@@ -217,6 +232,78 @@ def _write_frames(frames: list[Atoms], handle) -> None:
     handle.flush()
 
 
+def write_json_atomic(path: str | pathlib.Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file renamed over it (never half-written)."""
+    path = pathlib.Path(path)
+    temporary = path.with_name(f'.{path.name}.tmp')
+    temporary.write_text(json.dumps(data, indent=1, default=_json_default))
+    os.replace(temporary, path)
+
+
+class ProgressWriter:
+    """Keep ``progress.json`` up to date while the MD runs (one small atomic write per dumped frame).
+
+    The file records the state of the trajectory on disk: ``steps_done`` (steps integrated by this run when
+    the last frame was written), ``last_frame_step`` (its step label, ``initial_step`` included), ``n_dumped``,
+    ``max_score`` so far and ``elapsed_s`` since the driver started, plus the static ``initial_step``,
+    ``steps_requested``, ``n_atoms``, ``engine``, ``dump_interval``, ``check_interval``, ``threshold`` and
+    ``reference_score``/``reference_computed`` (so that a relative threshold's reference is not lost either).
+    """
+
+    def __init__(self, path: str | pathlib.Path, start_time: float, **static):
+        self.path = pathlib.Path(path)
+        self.start_time = start_time
+        self.static = dict(static)
+        self.n_writes = 0
+
+    def update(self, steps_done: int, last_frame_step: int, n_dumped: int, max_score: float | None) -> None:
+        """Write the current state; call it after the frame has been written and flushed to the trajectory."""
+        elapsed = time.perf_counter() - self.start_time
+        data = {
+            'outcome': 'running',
+            **self.static,
+            'steps_done': int(steps_done),
+            'last_frame_step': int(last_frame_step),
+            'n_dumped': int(n_dumped),
+            'max_score': None if max_score is None or not np.isfinite(max_score) else float(max_score),
+            'elapsed_s': elapsed,
+            'elapsed_per_step_s': elapsed / steps_done if steps_done else None,
+        }
+        write_json_atomic(self.path, data)
+        self.n_writes += 1
+
+
+_PROPERTIES = re.compile(r'(?:^|\s)Properties=(\S+)')
+
+
+def complete_frames_text(text: str) -> tuple[str, int, bool]:
+    """Return the complete extended-XYZ frames at the start of ``text``, their number, and whether more followed.
+
+    A frame is complete when its atom count, header and all its atom lines are there, each atom line
+    newline-terminated and with the number of fields its ``Properties`` announce. Reading stops at the first
+    frame that is not (the half-written last frame of a killed run): it and anything after it are dropped.
+    """
+    lines = text.split('\n')
+    lines.pop()  # what follows the last newline: empty, or a line cut in the middle
+    position, n_frames = 0, 0
+    while position < len(lines):
+        try:
+            n_atoms = int(lines[position].strip())
+        except ValueError:
+            break
+        if n_atoms <= 0 or position + 2 + n_atoms > len(lines):
+            break
+        match = _PROPERTIES.search(lines[position + 1])
+        n_fields = sum(int(width) for width in match.group(1).split(':')[2::3]) if match else None
+        atom_lines = lines[position + 2 : position + 2 + n_atoms]
+        if n_fields is not None and any(len(line.split()) != n_fields for line in atom_lines):
+            break
+        position += 2 + n_atoms
+        n_frames += 1
+    complete = '\n'.join(lines[:position]) + '\n' if position else ''
+    return complete, n_frames, bool(text[len(complete) :].strip())
+
+
 def _make_dynamics(atoms: Atoms, md: dict, rng: np.random.Generator):
     timestep = md['timestep_fs'] * FS_TO_ASE_TIME
     temperature = md['temperature_K']
@@ -353,6 +440,7 @@ def run(config: dict, workdir: str | pathlib.Path = '.') -> dict:
         'trajectory': workdir / config.get('trajectory', 'trajectory.xyz'),
         'flagged': workdir / config.get('flagged', 'flagged.xyz'),
         'final': workdir / config.get('final', 'final.xyz'),
+        'progress': workdir / config.get('progress', 'progress.json'),
     }
 
     atoms = _read_frames(workdir / config['structure'])[int(config.get('structure_index', -1))]
@@ -402,6 +490,19 @@ def run(config: dict, workdir: str | pathlib.Path = '.') -> dict:
         cheap_checks.append(MinDistanceCheck(stability['min_distance']))
 
     check_interval, dump_interval = extrapolation['check_interval'], md['dump_interval']
+    progress = ProgressWriter(
+        files['progress'],
+        start_time,
+        engine='ase',
+        initial_step=initial_step,
+        steps_requested=md['n_steps'],
+        n_atoms=len(atoms),
+        dump_interval=dump_interval,
+        check_interval=check_interval,
+        threshold=threshold_info['threshold'],
+        reference_score=threshold_info['reference_score'],
+        reference_computed=threshold_info['reference_computed'],
+    )
     recent = collections.deque(maxlen=extrapolation['n_flagged'])
     traces = {'step': [], 'score': [], 'volume': [], 'temperature_K': [], 'energy': []}
     outcome, reason, triggered_step, failed = 'completed', '', None, []
@@ -457,6 +558,7 @@ def run(config: dict, workdir: str | pathlib.Path = '.') -> dict:
             if step % dump_interval == 0 or is_last:
                 _write_frames([frame], trajectory)
                 n_dumped += 1
+                progress.update(step, label, n_dumped, max_score)
             if failed:
                 outcome = failed[0].kind
                 reason = '; '.join(result.message for result in failed)
@@ -549,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         summary = {'outcome': 'error', 'reason': f'{type(exception).__name__}: {exception}'}
         code = 1
-    (workdir / summary_name).write_text(json.dumps(summary, indent=1, default=_json_default))
+    write_json_atomic(workdir / summary_name, summary)
     print(f'outcome: {summary["outcome"]} {summary.get("reason", "")}'.strip())
     return code
 

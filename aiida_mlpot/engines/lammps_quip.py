@@ -564,6 +564,7 @@ def run_segmented(
     create_velocities: bool = False,
     base_info: dict | None = None,
     files: dict | None = None,
+    progress=None,
 ) -> SegmentedRun:
     """Run the MD in LAMMPS segments, examine each segment's frames, stop and roll back on the first failure.
 
@@ -576,6 +577,8 @@ def run_segmented(
     :param initial_step: step number of the start frame: the output frames are numbered from it, while
         ``check_interval`` and ``dump_interval`` count the steps of this run (as in the ASE engine).
     :param files: paths of ``trajectory``, ``flagged`` and ``final`` (default: those names + ``.xyz`` in workdir).
+    :param progress: a :class:`aiida_mlpot.engines.ase_md.ProgressWriter` updated after each segment's frames
+        are written (None: no ``progress.json``).
     :raises RuntimeError: LAMMPS failed before writing a single frame (a setup error, not an unstable MD).
     """
     from aiida_mlpot.engines.ase_md import _unlabelled, _write_frames
@@ -594,7 +597,7 @@ def run_segmented(
     outcome, reason, triggered_step, failed = 'completed', '', None, []
     n_dumped, n_simulated, lammps_time = 0, 0, 0.0
     # steps are counted from the start of this run (as the ASE engine counts them); the output adds initial_step
-    last_trusted, failing, current_step, segment = None, None, 0, 0
+    last_trusted, failing, current_step, segment, last_written = None, None, 0, 0, None
     with open(files['trajectory'], 'w') as trajectory:
         for segment, length in enumerate(lengths):
             result = run_segment(
@@ -636,6 +639,12 @@ def run_segmented(
                 if step % dump_interval == 0 or is_last:
                     _write_frames([_output_frame(frame, base_info, initial_step)], trajectory)
                     n_dumped += 1
+                    last_written = step
+            if progress is not None and last_written is not None:
+                scores = [score for score in traces['score'] if score is not None]
+                progress.update(
+                    last_written, initial_step + last_written, n_dumped, max(scores, default=None)
+                )
             if assessment.trusted:
                 last_trusted = assessment.trusted[-1]
             if assessment.failing is not None:
@@ -691,7 +700,12 @@ def run(config: dict, workdir: str | pathlib.Path = '.') -> dict:
     """
     from quippy.potential import Potential
 
-    from aiida_mlpot.engines.ase_md import _make_extrapolation_check, _read_frames, normalise_parameters
+    from aiida_mlpot.engines.ase_md import (
+        ProgressWriter,
+        _make_extrapolation_check,
+        _read_frames,
+        normalise_parameters,
+    )
 
     workdir = pathlib.Path(workdir)
     start_time = time.perf_counter()
@@ -729,6 +743,19 @@ def run(config: dict, workdir: str | pathlib.Path = '.') -> dict:
     scorer = FrameScorer(check, calculator) if check is not None else None
 
     files = {name: workdir / config.get(name, f'{name}.xyz') for name in ('trajectory', 'flagged', 'final')}
+    progress = ProgressWriter(
+        workdir / config.get('progress', 'progress.json'),
+        start_time,
+        engine='lammps',
+        initial_step=initial_step,
+        steps_requested=md['n_steps'],
+        n_atoms=len(atoms),
+        dump_interval=md['dump_interval'],
+        check_interval=parameters['extrapolation']['check_interval'],
+        threshold=threshold_info['threshold'],
+        reference_score=threshold_info['reference_score'],
+        reference_computed=threshold_info['reference_computed'],
+    )
     loop_start, cpu_start = time.perf_counter(), time.process_time()
     result = run_segmented(
         command,
@@ -741,6 +768,7 @@ def run(config: dict, workdir: str | pathlib.Path = '.') -> dict:
         create_velocities,
         base_info,
         files,
+        progress,
     )
     timing = {
         'wall_time_s': None,

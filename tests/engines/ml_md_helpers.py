@@ -51,3 +51,41 @@ def fit_test_gap(training: list[Atoms], folder: pathlib.Path, gap_fit: str = 'ga
         raise RuntimeError(f'gap_fit failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}')
     done.write_text('ok\n')
     return xml
+
+
+def run_driver_and_kill(workdir: pathlib.Path, n_frames: int, timeout: float = 60.0) -> int:
+    """Run the real driver (``python -m aiida_mlpot.engines.ase_md input.json``) in ``workdir`` and SIGKILL it.
+
+    The driver is killed as soon as its ``progress.json`` reports ``n_frames`` written frames, the way a
+    scheduler kills a job at its walltime (no chance to write ``summary.json``). stdout and stderr go to
+    ``driver.out`` and ``driver.err`` as in an MlMdCalculation. Return the driver's return code (-9).
+    """
+    import json
+    import os
+    import signal
+    import sys
+    import time
+
+    progress = workdir / 'progress.json'
+    with open(workdir / 'driver.out', 'w') as stdout, open(workdir / 'driver.err', 'w') as stderr:
+        process = subprocess.Popen(
+            [sys.executable, '-m', 'aiida_mlpot.engines.ase_md', 'input.json'],
+            cwd=workdir,
+            stdout=stdout,
+            stderr=stderr,
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and process.poll() is None:
+                if progress.is_file() and json.loads(progress.read_text())['n_dumped'] >= n_frames:
+                    break
+                time.sleep(0.02)
+            else:
+                raise RuntimeError(
+                    f'the driver did not write {n_frames} frames (return code {process.poll()})'
+                )
+        finally:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode

@@ -6,6 +6,7 @@ Oracles:
   ``mlpot.cp2k`` (energy, forces, stress; SCF convergence checked). Protocols ``xtb`` (GFN1-xTB, a fast
   fixed-cell TEST oracle), ``pbe`` and ``stringent`` (PBE+D3, GAPW) live in ``protocols/cp2k.yaml``.
   A failed configuration is retried once with the protocol's ``robust`` settings, then excluded with its reason.
+  At most ``max_concurrent`` run at once, as a rolling window: a slot is refilled as soon as any job finishes.
 * ``classical``: ONE ``LammpsRerunCalculation`` evaluating all configurations with a classical potential
   (the "teacher" mode: labels exact for the model).
 
@@ -21,7 +22,8 @@ import re
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
+from aiida.engine import ProcessState, ToContext, WorkChain, calcfunction, if_, while_
+from aiida.engine.processes.workchains.awaitable import Awaitable
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
 from aiida_mlpot.analysis.outliers import DEFAULT_GUARD, check_geometry, find_outliers
@@ -40,6 +42,9 @@ _DEFAULT_OPTIONS = {
 }
 #: Exit statuses of Cp2kCalculation worth a retry with robust settings (incomplete, walltime, SCF, iterations).
 _RETRIABLE = {303, 400, 401, 450}
+#: Context namespace of the running CP2K children (``ctx.window.<key>``): the rolling window of at most
+#: ``max_concurrent`` labelling jobs.
+_WINDOW = 'window'
 
 
 def _config_key(index: int) -> str:
@@ -285,8 +290,8 @@ class LabellingWorkChain(WorkChain):
             if_(cls.is_cp2k)(
                 cls.prepare_cp2k,
                 while_(cls.has_pending)(
-                    cls.run_cp2k_batch,
-                    cls.inspect_cp2k_batch,
+                    cls.submit_cp2k,
+                    cls.inspect_cp2k,
                 ),
             ).else_(
                 cls.run_classical,
@@ -366,8 +371,8 @@ class LabellingWorkChain(WorkChain):
         self.ctx.running = {}
 
     def has_pending(self):
-        """Return whether configurations remain to be labelled."""
-        return bool(self.ctx.queue)
+        """Return whether configurations remain to be labelled or are being labelled."""
+        return bool(self.ctx.queue) or bool(self.ctx.running)
 
     def _cp2k_builder(self, key: str, attempt: int):
         settings = cp2k_inputs.deep_merge(self.ctx.settings, self.ctx.config_overrides.get(key, {}))
@@ -399,23 +404,29 @@ class LabellingWorkChain(WorkChain):
         builder.metadata.call_link_label = f'label_{key}_attempt{attempt}'
         return builder, settings
 
-    def run_cp2k_batch(self):
-        """Submit up to ``max_concurrent`` Cp2kBaseWorkChains."""
-        futures = {}
-        while self.ctx.queue and len(futures) < self.inputs.max_concurrent.value:
+    def submit_cp2k(self):
+        """Fill the free slots of the window (at most ``max_concurrent`` running) and wait for the FIRST to finish.
+
+        Every running child is (re)awaited as ``ctx.window.<key>``; :meth:`_on_awaitable_finished` resumes the
+        work chain as soon as one of them terminates, so a slot is refilled without waiting for the slowest.
+        """
+        while self.ctx.queue and len(self.ctx.running) < self.inputs.max_concurrent.value:
             key, attempt = self.ctx.queue.pop(0)
             builder, settings = self._cp2k_builder(key, attempt)
             node = self.submit(builder)
             self.ctx.running[node.uuid] = (key, attempt, int(settings.get('max_retries', 0)))
-            futures[f'cp2k_{node.pk}'] = node
             self.report(f'submitted {node.process_label}<{node.pk}> for {key} (attempt {attempt})')
-        return ToContext(**futures)
+        running = {f'{_WINDOW}.{key}': orm.load_node(uuid) for uuid, (key, _, _) in self.ctx.running.items()}
+        return ToContext(**running)
 
-    def inspect_cp2k_batch(self):
-        """Store the results of the finished batch; queue a robust retry or record the reason of a failure."""
+    def inspect_cp2k(self):
+        """Handle every finished child: store its result, or queue one robust retry, or exclude it with the reason."""
         for uuid, (key, attempt, max_retries) in list(self.ctx.running.items()):
             node = orm.load_node(uuid)
+            if not node.is_terminated:
+                continue  # still running: it keeps its slot and is awaited again
             del self.ctx.running[uuid]
+            self.ctx.get(_WINDOW, {}).pop(key, None)
             if node.is_finished_ok:
                 self.ctx.results[key] = node.outputs.output_parameters
                 continue
@@ -427,6 +438,25 @@ class LabellingWorkChain(WorkChain):
             else:
                 self.report(f'{key} excluded: {reason}')
                 self.ctx.failures[key] = reason
+
+    def _on_awaitable_finished(self, awaitable: Awaitable) -> None:
+        """Resume as soon as ONE child of the CP2K window terminates (aiida-core waits for all of them).
+
+        aiida-core resumes a work chain only once every awaitable of a step is resolved, which would turn the
+        window into batches waiting for their slowest member. For awaitables of ``ctx.window`` the chain is
+        resumed at the first termination; the others keep running, are dropped from this wait (the next step
+        starts with no awaitables) and are awaited again by :meth:`submit_cp2k`. A late callback for a child
+        that is no longer awaited is ignored.
+        """
+        if awaitable not in self._awaitables:
+            return
+        super()._on_awaitable_finished(awaitable)
+        if (
+            self.state == ProcessState.WAITING
+            and self._awaitables
+            and str(awaitable.key).startswith(f'{_WINDOW}.')
+        ):
+            self.resume()
 
     @staticmethod
     def _failure_reason(node) -> tuple[str, int | None]:

@@ -589,32 +589,57 @@ def run(config: dict, workdir: str | pathlib.Path = '.') -> dict:
         'ensemble': md['ensemble'],
         'integrator': type(dynamics).__name__,
         'velocities': velocities,
-        'extrapolation_method': extrapolation['method'],
         'check_interval': check_interval,
         'dump_interval': dump_interval,
-        'threshold': threshold_info['threshold'],
-        'relative_threshold': extrapolation['relative_threshold'],
-        'reference_score': threshold_info['reference_score'],
-        'reference_computed': threshold_info['reference_computed'],
-        'reference_percentile': extrapolation['percentile'],
         'max_score': max_score,
         'n_scored': n_scored,
         'n_dumped': n_dumped,
         'n_flagged': n_flagged,
         'initial_volume': reference_volume,
         'final_volume': float(atoms.get_volume()),
-        'traces': traces,
-        'volume_trace': [[s, v] for s, v in zip(traces['step'], traces['volume'])]
-        if md['ensemble'] == 'npt'
-        else None,
         'wall_time_s': wall_time,
         'extrapolation_setup_time_s': setup_time,
         'loop_time_s': loop_time,
         'md_time_s': md_time,
-        'time_per_step_s': loop_time / max(steps_done, 1),
-        'time_per_atom_step_us': 1e6 * loop_time / max(steps_done * len(atoms), 1),
         'loop_cpu_time_s': loop_cpu_time,
-        'cpu_time_per_atom_step_us': 1e6 * loop_cpu_time / max(steps_done * len(atoms), 1),
+        **summary_common(
+            extrapolation,
+            threshold_info,
+            traces,
+            md['ensemble'],
+            loop_time,
+            loop_cpu_time,
+            steps_done,
+            len(atoms),
+        ),
+    }
+
+
+def summary_common(
+    extrapolation: dict,
+    threshold_info: dict,
+    traces: dict,
+    ensemble: str,
+    loop_time: float,
+    loop_cpu_time: float,
+    steps_done: int,
+    n_atoms: int,
+) -> dict:
+    """Return the summary entries every engine reports: threshold, traces, volume trace (NPT), speeds."""
+    return {
+        'extrapolation_method': extrapolation['method'],
+        'threshold': threshold_info['threshold'],
+        'relative_threshold': extrapolation['relative_threshold'],
+        'reference_score': threshold_info['reference_score'],
+        'reference_computed': threshold_info['reference_computed'],
+        'reference_percentile': extrapolation['percentile'],
+        'traces': traces,
+        'volume_trace': [[s, v] for s, v in zip(traces['step'], traces['volume'])]
+        if ensemble == 'npt'
+        else None,
+        'time_per_step_s': loop_time / max(steps_done, 1),
+        'time_per_atom_step_us': 1e6 * loop_time / max(steps_done * n_atoms, 1),
+        'cpu_time_per_atom_step_us': 1e6 * loop_cpu_time / max(steps_done * n_atoms, 1),
         'steps_per_second': steps_done / max(loop_time, 1e-12),
     }
 

@@ -809,6 +809,8 @@ def summarise(
     ``scoring_time_s``. ``final_step`` is the step of ``final.xyz``: on a trigger it is the rollback step,
     before ``triggered_step`` (the ASE engine stops on the triggering frame itself).
     """
+    from aiida_mlpot.engines.ase_md import summary_common
+
     md, extrapolation = parameters['md'], parameters['extrapolation']
     traces = result.traces
     scores = [score for score in traces['score'] if score is not None]
@@ -838,28 +840,24 @@ def summarise(
         'n_segments': result.n_segments,
         'segment_steps': segment_lengths(md['n_steps'], parameters['lammps']['segment_steps'], stride)[0],
         'stride': stride,
-        'extrapolation_method': extrapolation['method'],
         'check_interval': extrapolation['check_interval'],
         'dump_interval': md['dump_interval'],
-        'threshold': threshold_info['threshold'],
-        'relative_threshold': extrapolation['relative_threshold'],
-        'reference_score': threshold_info['reference_score'],
-        'reference_computed': threshold_info['reference_computed'],
-        'reference_percentile': extrapolation['percentile'],
         'max_score': max_score,
         'n_scored': len(scores),
         'n_dumped': result.n_dumped,
         'n_flagged': result.n_flagged,
         'initial_volume': float(start.get_volume()),
         'final_volume': float(result.final.get_volume()),
-        'traces': traces,
-        'volume_trace': [[s, v] for s, v in zip(traces['step'], traces['volume'])]
-        if md['ensemble'] == 'npt'
-        else None,
         **timing,
         'md_time_s': result.lammps_time_s,
-        'time_per_step_s': loop_time / max(steps_done, 1),
-        'time_per_atom_step_us': 1e6 * loop_time / max(steps_done * n_atoms, 1),
-        'cpu_time_per_atom_step_us': 1e6 * loop_cpu_time / max(steps_done * n_atoms, 1),
-        'steps_per_second': steps_done / max(loop_time, 1e-12),
+        **summary_common(
+            extrapolation,
+            threshold_info,
+            traces,
+            md['ensemble'],
+            loop_time,
+            loop_cpu_time,
+            steps_done,
+            n_atoms,
+        ),
     }

@@ -8,8 +8,9 @@ import pathlib
 import yaml
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import ToContext, WorkChain
 
+from aiida_mlpot.calculations.functions.sampling import merge_state_point_pools
 from aiida_mlpot.calculations.lammps import LammpsMdCalculation, validate_atoms
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.potentials.classical import species_order, validate_potential
@@ -30,22 +31,6 @@ def state_point_key(ensemble: str, temperature: float, value: float) -> str:
         return f'{float(number):g}'.replace('.', 'p').replace('-', 'm').replace('+', '')
 
     return f'T{fmt(temperature)}_{"P" if ensemble == "npt" else "V"}{fmt(value)}'
-
-
-@calcfunction
-def merge_state_point_pools(**datasets: DatasetData) -> DatasetData:
-    """Merge the frames of every state point into one pool; ``config_type`` of each frame is its state point.
-
-    :param datasets: the ``dataset`` output of each state point's MD run, keyed by the state point label.
-    :return: the pool, frames in the order of the state points and, within each, of the MD steps; every frame
-        keeps ``source_uuid`` (the MD calculation) and ``step``.
-    """
-    frames = []
-    for key, dataset in datasets.items():
-        for atoms in dataset.to_ase():
-            atoms.info['config_type'] = key
-            frames.append(atoms)
-    return DatasetData.from_ase(frames)
 
 
 def load_protocol(protocol: str | None = None, overrides: dict | None = None) -> dict:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
+import shutil
 import subprocess
 
 from ase import Atoms
@@ -89,3 +91,19 @@ def run_driver_and_kill(workdir: pathlib.Path, n_frames: int, timeout: float = 6
                 os.kill(process.pid, signal.SIGKILL)
             process.wait()
     return process.returncode
+
+
+def prepare(workdir, gap, structure, parameters, training=None):
+    """Write a driver input in ``workdir`` and return the config."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for path in gap.files:
+        shutil.copy(path, workdir / path.name)
+    with open(workdir / 'structure.xyz', 'w') as handle:
+        write_frames([structure], handle)
+    config = {'structure': 'structure.xyz', 'potential': {'xml': 'gap.xml'}, 'parameters': parameters}
+    if training is not None:
+        with open(workdir / 'training.xyz', 'w') as handle:
+            write_frames(training, handle)
+        config['training'] = 'training.xyz'
+    (workdir / 'input.json').write_text(json.dumps(config))
+    return config

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 from ase.io import read
 
-from aiida_mlpot.data.extxyz import write_frames
 from aiida_mlpot.engines.ase_md import main, run
+from tests.engines.ml_md_helpers import prepare
 
 pytestmark = pytest.mark.e2e
-
-
-def prepare(workdir, gap, structure, parameters, training=None):
-    """Write a driver input in ``workdir`` and return the config."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    for path in gap.files:
-        shutil.copy(path, workdir / path.name)
-    with open(workdir / 'structure.xyz', 'w') as handle:
-        write_frames([structure], handle)
-    config = {'structure': 'structure.xyz', 'potential': {'xml': 'gap.xml'}, 'parameters': parameters}
-    if training is not None:
-        with open(workdir / 'training.xyz', 'w') as handle:
-            write_frames(training, handle)
-        config['training'] = 'training.xyz'
-    (workdir / 'input.json').write_text(json.dumps(config))
-    return config
 
 
 def start_frame(gap, index=0):

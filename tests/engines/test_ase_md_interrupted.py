@@ -11,8 +11,8 @@ from ase import Atoms
 
 from aiida_mlpot.data.extxyz import read_frames, write_frames
 from aiida_mlpot.engines.ase_md import complete_frames_text, run
-from tests.engines.ml_md_helpers import run_driver_and_kill
-from tests.engines.test_ase_md import prepare, start_frame
+from tests.engines.ml_md_helpers import prepare, run_driver_and_kill
+from tests.engines.test_ase_md import start_frame
 
 PARAMETERS = {
     'md': {'temperature_K': 1400.0, 'n_steps': 2000, 'dump_interval': 2, 'seed': 5},

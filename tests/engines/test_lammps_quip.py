@@ -14,7 +14,6 @@ import io
 import json
 import math
 import pathlib
-import shutil
 
 import numpy as np
 import pytest
@@ -23,7 +22,6 @@ from ase.calculators.lammps import Prism
 from ase.io import read
 
 from aiida_mlpot.common.units import BAR_TO_EV_PER_ANGSTROM3
-from aiida_mlpot.data.extxyz import write_frames
 from aiida_mlpot.engines.ase_md import main, normalise_parameters
 from aiida_mlpot.engines.checks import GAP_VARIANCE_CALC_ARGS, GapVarianceCheck
 from aiida_mlpot.engines.lammps_quip import (
@@ -42,6 +40,7 @@ from aiida_mlpot.engines.lammps_quip import (
 )
 from aiida_mlpot.potentials.lammps_input import _setup_lines
 from tests.conftest import executable
+from tests.engines.ml_md_helpers import prepare
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'lammps_quip'
 
@@ -409,17 +408,6 @@ def test_segments_absurd_timestep_unstable(ml_md_gap, tmp_path):
 
 
 # --- the driver --------------------------------------------------------------------------------------------
-def prepare(workdir: pathlib.Path, gap, structure: Atoms, parameters: dict) -> pathlib.Path:
-    workdir.mkdir(parents=True, exist_ok=True)
-    for path in gap.files:
-        shutil.copy(path, workdir / path.name)
-    with open(workdir / 'structure.xyz', 'w') as handle:
-        write_frames([structure], handle)
-    config = {'structure': 'structure.xyz', 'potential': {'xml': 'gap.xml'}, 'parameters': parameters}
-    (workdir / 'input.json').write_text(json.dumps(config))
-    return workdir / 'input.json'
-
-
 @requires_lmp
 def test_driver_rejects_lammps_without_quip(tmp_path):
     """With a LAMMPS built without ML-QUIP the driver stops at once with a clear `error` summary."""
@@ -449,7 +437,8 @@ def test_driver_with_pair_style_quip(ml_md_gap, ml_md_reference_score, tmp_path)
         },
         'lammps': {'command': 'lmp', 'segment_steps': 20},
     }
-    path = prepare(tmp_path / 'nvt', ml_md_gap, start_atoms(ml_md_gap), parameters)
+    prepare(tmp_path / 'nvt', ml_md_gap, start_atoms(ml_md_gap), parameters)
+    path = tmp_path / 'nvt' / 'input.json'
     assert main([str(path)]) == 0
     summary = json.loads((path.parent / 'summary.json').read_text())
     assert summary['outcome'] == 'completed', summary['reason']
@@ -463,7 +452,8 @@ def test_driver_with_pair_style_quip(ml_md_gap, ml_md_reference_score, tmp_path)
     assert frames[0].info['energy'] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
     assert np.allclose(frames[0].arrays['forces'], atoms.get_forces(), atol=1e-6)
 
-    path = prepare(tmp_path / 'compressed', ml_md_gap, compressed(start_atoms(ml_md_gap, 1)), parameters)
+    prepare(tmp_path / 'compressed', ml_md_gap, compressed(start_atoms(ml_md_gap, 1)), parameters)
+    path = tmp_path / 'compressed' / 'input.json'
     assert main([str(path)]) == 0
     summary = json.loads((path.parent / 'summary.json').read_text())
     assert summary['outcome'] == 'extrapolation' and summary['triggered_step'] <= 10

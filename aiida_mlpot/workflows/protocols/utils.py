@@ -100,10 +100,15 @@ def populate_builder(builder, inputs: Mapping) -> None:
         if isinstance(port, PortNamespace) and isinstance(value, Mapping):
             builder[key] = dict(value)
             continue
-        if isinstance(value, orm.Data) or port is None:
-            builder[key] = value
+        valid = (
+            port.valid_type
+            if port is not None and isinstance(port.valid_type, tuple)
+            else ((port.valid_type,) if port is not None else ())
+        )
+        takes_nodes = any(isinstance(item, type) and issubclass(item, orm.Data) for item in valid)
+        if isinstance(value, orm.Data) or port is None or getattr(port, 'non_db', False) or not takes_nodes:
+            builder[key] = value  # a node, a metadata value (non-db port), or a port of plain values
             continue
-        valid = port.valid_type if isinstance(port.valid_type, tuple) else (port.valid_type,)
         if getattr(port, 'serializer', None) is not None:
             builder[key] = port.serializer(value)
         elif orm.Dict in valid and isinstance(value, Mapping):

@@ -81,21 +81,24 @@ def check_overrides(namespace, overrides: Mapping, path: str = '') -> None:
             check_overrides(port, value, f'{path}{key}.')
 
 
-def populate_builder(builder, inputs: Mapping) -> None:
+def populate_builder(builder, inputs: Mapping, namespace=None) -> None:
     """Set ``inputs`` (plain Python values keyed like the ports) on ``builder``, converting values to nodes.
 
     A port namespace receives a mapping recursively (``metadata.options`` included); a value for a port with a
     serializer is converted by it; a mapping for a ``Dict`` port becomes an ``orm.Dict``; a list for a
     ``List`` port an ``orm.List``. Nodes are set as they are.
+
+    :param namespace: the port namespace of ``builder`` (default: the inputs of its process class).
     """
     from aiida import orm
     from plumpy.ports import PortNamespace
 
-    namespace = builder._port_namespace
+    if namespace is None:
+        namespace = builder.process_class.spec().inputs
     for key, value in inputs.items():
         port = namespace.get(key) if key in namespace else None
         if isinstance(port, PortNamespace) and isinstance(value, Mapping) and not port.dynamic:
-            populate_builder(builder[key], value)
+            populate_builder(builder[key], value, port)
             continue
         if isinstance(port, PortNamespace) and isinstance(value, Mapping):
             builder[key] = dict(value)

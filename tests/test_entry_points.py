@@ -4,6 +4,8 @@ from importlib.metadata import entry_points
 
 import pytest
 from aiida.engine import Process
+from aiida.orm import Data
+from aiida.parsers import Parser
 from aiida.plugins import CalculationFactory, DataFactory, ParserFactory, WorkflowFactory
 
 GROUPS = {
@@ -24,8 +26,12 @@ def test_all_groups_have_entry_points():
 @pytest.mark.parametrize(('group', 'name'), NAMES)
 def test_entry_point_loads(group, name):
     plugin = GROUPS[group](name)
-    assert plugin is not None
-    process = getattr(plugin, 'process_class', plugin)  # calcfunctions expose their Process class
+    process = plugin if isinstance(plugin, type) else plugin.process_class  # calcfunctions: their Process
+    expected = {'aiida.data': Data, 'aiida.parsers': Parser}.get(group, Process)
+    assert isinstance(process, type) and issubclass(process, expected), (
+        f'{group} entry point {name} loads {plugin!r}, not a {expected.__name__}'
+    )
+    assert getattr(plugin, '__module__', '').startswith('aiida_mlpot.'), f'{name} is not ours: {plugin!r}'
     if isinstance(process, type) and issubclass(process, Process):
         exit_codes = dict(process.spec().exit_codes.items())
         statuses = [code.status for code in exit_codes.values()]

@@ -58,7 +58,7 @@ def processes():
             if not ep.name.startswith('mlpot.'):
                 continue
             plugin = ep.load()
-            process = getattr(plugin, 'process_class', plugin)
+            process = plugin if isinstance(plugin, type) else plugin.process_class
             if isinstance(process, type) and issubclass(process, Process):
                 yield kind, ep.name, plugin, process
 

@@ -9,15 +9,15 @@ from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 
-from aiida_mlpot.calculations.gap_params import (
+from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.data.potential import GapPotentialData
+from aiida_mlpot.inputs.gap_fit import (
     build_command_line,
     coulomb_baseline_xml,
     dataset_stats,
     estimate_memory,
     validate_parameters,
 )
-from aiida_mlpot.data.dataset import DatasetData
-from aiida_mlpot.data.potential import GapPotentialData
 
 __all__ = ('GapFitCalculation', 'declared_memory_mb', 'validate_fit_inputs')
 
@@ -75,7 +75,7 @@ class GapFitCalculation(CalcJob):
     The fit uses energies, forces and virials (``energy``, ``forces``, ``virial`` in the extended XYZ)
     wherever the training set has them. Before submission the inputs are validated (unknown keys,
     wrong types, impossible values, config types or species missing from the data) and the peak
-    memory is estimated (:func:`~aiida_mlpot.calculations.gap_params.estimate_memory`); the job is
+    memory is estimated (:func:`~aiida_mlpot.inputs.gap_fit.estimate_memory`); the job is
     refused if the estimate exceeds the declared memory (``metadata.options.max_memory_kb`` or the
     computer's ``default_memory_per_machine``).
 
@@ -97,7 +97,7 @@ class GapFitCalculation(CalcJob):
             'parameters',
             valid_type=orm.Dict,
             help='Structured fit parameters: descriptors, default_sigma, config_type_sigma, e0 or e0_method, '
-            'sparse_jitter, seed, baseline (see `aiida_mlpot.calculations.gap_params`).',
+            'sparse_jitter, seed, baseline (see `aiida_mlpot.inputs.gap_fit`).',
         )
         spec.input(
             'memory_limit_mb',

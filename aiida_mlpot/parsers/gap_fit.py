@@ -10,8 +10,8 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_mlpot.calculations.gap_fit import GapFitCalculation
-from aiida_mlpot.calculations.gap_params import dataset_stats, estimate_memory
 from aiida_mlpot.data.potential import GapPotentialData
+from aiida_mlpot.inputs.gap_fit import dataset_stats, estimate_memory
 from aiida_mlpot.parsers.parse_raw.gap_fit import parse_gap_fit_log, parse_gap_xml_coordinates
 
 __all__ = ('GapFitParser',)

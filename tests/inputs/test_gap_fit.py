@@ -6,16 +6,16 @@ import copy
 
 import pytest
 
-from aiida_mlpot.calculations.gap_params import (
+from aiida_mlpot.inputs.gap_fit import (
     DatasetStats,
     build_command_line,
     coulomb_baseline_xml,
     estimate_memory,
+    plan_memory,
     reduce_sparse_points,
     soap_dimension,
     validate_parameters,
 )
-from aiida_mlpot.workflows.gap_fit import load_protocol, plan_memory
 
 VALID = {
     'descriptors': [
@@ -65,8 +65,6 @@ def with_change(path: tuple, value):
 
 def test_valid_parameters():
     assert validate_parameters(VALID) is None
-    for name in ('fast', 'balanced', 'stringent'):
-        assert validate_parameters(load_protocol(name)['parameters']) is None
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The ``gap_fit`` parameter dictionary: validation, command line and memory estimate.
+"""The ``gap_fit`` parameter dictionary: validation, command line, memory estimate and memory planning.
 
 Pure module (no AiiDA import). The structured dictionary accepted by
 :class:`~aiida_mlpot.calculations.gap_fit.GapFitCalculation` looks like::
@@ -30,11 +30,14 @@ import numbers
 from collections.abc import Mapping, Sequence
 
 __all__ = (
-    'DatasetStats',
     'DESCRIPTOR_KEYS',
+    'DatasetStats',
     'build_command_line',
+    'coulomb_baseline_xml',
     'dataset_stats',
+    'descriptor_string',
     'estimate_memory',
+    'plan_memory',
     'reduce_sparse_points',
     'soap_dimension',
     'validate_parameters',
@@ -486,3 +489,33 @@ def reduce_sparse_points(parameters: Mapping, factor: float = 0.5, minimum: int 
             descriptor['n_sparse'] = reduced
             changed = True
     return new if changed else None
+
+
+def plan_memory(
+    parameters: Mapping, stats: DatasetStats, limit_mb: float | None, factor: float = 0.5
+) -> tuple[dict, str]:
+    """Return parameters whose estimated peak memory fits ``limit_mb`` and a note of what was changed.
+
+    Sparse points are scaled by ``factor`` until the estimate fits. Raises ``ValueError`` with a clear
+    message when it cannot fit (the descriptor arrays alone exceed the limit).
+    """
+    estimate = estimate_memory(parameters, stats)
+    if limit_mb is None or estimate['total_mb'] <= limit_mb:
+        return dict(parameters), ''
+    original = estimate['total_mb']
+    current = parameters
+    while estimate['total_mb'] > limit_mb:
+        reduced = reduce_sparse_points(current, factor)
+        if reduced is None:
+            raise ValueError(
+                f'the fit needs about {estimate["total_mb"]:.0f} MB even with the fewest sparse points '
+                f'(descriptor arrays {estimate["descriptors_mb"]:.0f} MB), more than the {limit_mb:.0f} MB declared: '
+                'use fewer configurations or smaller descriptors (n_max, l_max), or declare more memory'
+            )
+        current = reduced
+        estimate = estimate_memory(current, stats)
+    counts = [d['n_sparse'] for d in current['descriptors']]
+    return current, (
+        f'estimated {original:.0f} MB > declared {limit_mb:.0f} MB: n_sparse reduced to {counts} '
+        f'(estimate {estimate["total_mb"]:.0f} MB)'
+    )

@@ -1,0 +1,1 @@
+"""Pure input builders of the external codes (no AiiDA import)."""

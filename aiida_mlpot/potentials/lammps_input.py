@@ -19,8 +19,10 @@ __all__ = (
     'DUMP_COLUMNS',
     'THERMO_COLUMNS',
     'LABEL_COLUMNS',
+    'MD_PARAMETER_KEYS',
     'md_script',
     'rerun_script',
+    'setup_lines',
     'validate_md_parameters',
     'write_data_file',
 )
@@ -93,9 +95,13 @@ def write_data_file(
     return '\n'.join(lines) + '\n', prism
 
 
-def _setup_lines(
+def setup_lines(
     potential: dict, species: Sequence[str], pbc: Sequence[bool], data_filename: str
 ) -> list[str]:
+    """Return the LAMMPS commands that set up a system: units, the data file, masses, the potential, computes.
+
+    Defines ``compute mlpot_pe_atom`` (per-atom energies) and ``compute mlpot_pvir`` (virial-only pressure).
+    """
     lines = [
         'units metal',
         'atom_style charge',
@@ -127,20 +133,22 @@ def md_script(
 ) -> str:
     """Return the LAMMPS input script of an NVT or NPT run (Nosé-Hoover chains, ``fix nvt`` / ``fix npt``).
 
-    :param parameters: ``ensemble`` ('nvt'|'npt'), ``temperature`` (K), ``pressure`` (bar, NPT),
-        ``timestep`` (fs), ``equilibration_steps``, ``production_steps``, ``dump_interval``, ``seed``,
-        optional ``volume_scale`` (volume factor applied to the cell before the run), ``thermostat_damping``
-        and ``barostat_damping`` (fs; default 100 and 1000 timesteps), ``pressure_coupling``
-        ('iso'|'aniso'|'tri', default 'iso').
+    :param parameters: the MD parameters, named as in ML MD (:mod:`aiida_mlpot.engines`): ``ensemble``
+        ('nvt'|'npt'), ``temperature_K``, ``pressure_bar`` (NPT), ``timestep_fs``, ``equilibration_steps``
+        (not dumped), ``production_steps``, ``dump_interval``, ``seed`` (initial velocities), optional
+        ``volume_scale`` (volume factor applied to the cell before the run), ``taut_fs`` and ``taup_fs``
+        (thermostat and barostat damping times; default 100 and 1000 timesteps), ``pressure_coupling``
+        ('iso'|'aniso'|'tri', default 'iso'). See :data:`MD_PARAMETER_KEYS`.
     """
-    temperature = float(parameters['temperature'])
-    timestep_ps = float(parameters['timestep']) / 1000.0
+    temperature = float(parameters['temperature_K'])
+    timestep_fs = float(parameters['timestep_fs'])
+    timestep_ps = timestep_fs / 1000.0
     dump_interval = int(parameters['dump_interval'])
-    t_damp = float(parameters.get('thermostat_damping', 100 * float(parameters['timestep']))) / 1000.0
-    p_damp = float(parameters.get('barostat_damping', 1000 * float(parameters['timestep']))) / 1000.0
+    t_damp = float(parameters.get('taut_fs', 100 * timestep_fs)) / 1000.0
+    p_damp = float(parameters.get('taup_fs', 1000 * timestep_fs)) / 1000.0
     seed = int(parameters['seed'])
 
-    lines = ['# aiida-mlpot classical MD', *_setup_lines(potential, species, pbc, data_filename)]
+    lines = ['# aiida-mlpot classical MD', *setup_lines(potential, species, pbc, data_filename)]
     scale = float(parameters.get('volume_scale', 1.0))
     if scale != 1.0:
         linear = scale ** (1.0 / 3.0)
@@ -154,7 +162,7 @@ def md_script(
         f'velocity all create {temperature} {seed} mom yes rot no dist gaussian',
     ]
     if parameters['ensemble'] == 'npt':
-        pressure = float(parameters['pressure'])
+        pressure = float(parameters['pressure_bar'])
         coupling = parameters.get('pressure_coupling', 'iso')
         lines.append(
             f'fix mlpot_integrate all npt temp {temperature} {temperature} {t_damp:.12g} '
@@ -200,7 +208,7 @@ def rerun_script(
     for index, (pbc, data_filename) in enumerate(zip(pbcs, data_filenames, strict=True)):
         lines += [
             f'# configuration {index}',
-            *_setup_lines(potential, species, pbc, data_filename),
+            *setup_lines(potential, species, pbc, data_filename),
             'thermo_style custom step pe vol ' + _PVIR,
             f'thermo_modify format float {_FLOAT}',
             f'dump {_DUMP_ID} all custom 1 {dump_filename} {" ".join(DUMP_COLUMNS)}',
@@ -219,34 +227,54 @@ def rerun_script(
     return '\n'.join(lines) + '\n'
 
 
+#: Keys of the MD parameters (:func:`md_script`), with their meaning. The names shared with ML MD
+#: (``ensemble``, ``temperature_K``, ``pressure_bar``, ``timestep_fs``, ``taut_fs``, ``taup_fs``, ``seed``,
+#: ``dump_interval``) mean the same there.
+MD_PARAMETER_KEYS: dict[str, str] = {
+    'ensemble': 'nvt or npt (Nosé-Hoover chains)',
+    'temperature_K': 'target temperature and that of the initial velocities (K)',
+    'pressure_bar': 'target pressure of an NPT run (bar)',
+    'timestep_fs': 'MD timestep (fs)',
+    'equilibration_steps': 'steps run before the production run, not dumped (default 0)',
+    'production_steps': 'steps of the production run',
+    'dump_interval': 'steps between two dumped frames of the production run',
+    'seed': 'seed of the initial velocities (positive 32-bit integer)',
+    'volume_scale': 'factor applied to the cell volume before the run (default 1)',
+    'taut_fs': 'thermostat damping time (fs; default 100 timesteps)',
+    'taup_fs': 'barostat damping time (fs; default 1000 timesteps)',
+    'pressure_coupling': 'iso, aniso or tri (NPT; default iso)',
+}
+_REQUIRED_KEYS = ('ensemble', 'temperature_K', 'timestep_fs', 'production_steps', 'dump_interval', 'seed')
+
+
 def validate_md_parameters(parameters: dict) -> str | None:
     """Return an error message if the MD ``parameters`` (see :func:`md_script`) are invalid, else ``None``."""
     if not isinstance(parameters, dict):
         return 'the MD parameters must be a dictionary'
-    required = ('ensemble', 'temperature', 'timestep', 'production_steps', 'dump_interval', 'seed')
-    missing = [key for key in required if key not in parameters]
+    unknown = sorted(set(parameters) - set(MD_PARAMETER_KEYS))
+    if unknown:
+        return f'unknown MD parameter `{unknown[0]}`; known: {", ".join(MD_PARAMETER_KEYS)}'
+    missing = [key for key in _REQUIRED_KEYS if key not in parameters]
     if missing:
         return f'the MD parameters miss the keys {missing}'
-    unknown = set(parameters) - set(MD_PARAMETER_KEYS)
-    if unknown:
-        return f'unknown MD parameters {sorted(unknown)}; allowed: {sorted(MD_PARAMETER_KEYS)}'
     ensemble = parameters['ensemble']
     if ensemble not in ('nvt', 'npt'):
         return f'ensemble must be `nvt` or `npt`, got {ensemble!r}'
     try:
-        temperature = float(parameters['temperature'])
-        timestep = float(parameters['timestep'])
+        temperature = float(parameters['temperature_K'])
+        timestep = float(parameters['timestep_fs'])
         production = int(parameters['production_steps'])
         equilibration = int(parameters.get('equilibration_steps', 0))
         dump_interval = int(parameters['dump_interval'])
         seed = int(parameters['seed'])
         scale = float(parameters.get('volume_scale', 1.0))
+        dampings = {key: float(parameters[key]) for key in ('taut_fs', 'taup_fs') if key in parameters}
     except (TypeError, ValueError) as exception:
         return f'invalid MD parameter value: {exception}'
     if not temperature > 0:
-        return f'the temperature must be positive, got {temperature} K'
+        return f'temperature_K must be positive, got {temperature}'
     if not timestep > 0:
-        return f'the timestep must be positive, got {timestep} fs'
+        return f'timestep_fs must be positive, got {timestep}'
     if production <= 0 or equilibration < 0:
         return f'production_steps must be > 0 and equilibration_steps >= 0, got {production}, {equilibration}'
     if dump_interval <= 0 or dump_interval > production:
@@ -255,29 +283,20 @@ def validate_md_parameters(parameters: dict) -> str | None:
         return f'the seed must be a positive 32-bit integer, got {seed}'
     if not scale > 0:
         return f'volume_scale must be positive, got {scale}'
+    for key, value in dampings.items():
+        if not value > 0:
+            return f'{key} must be positive, got {value}'
     if ensemble == 'npt':
-        if 'pressure' not in parameters:
-            return 'an NPT run needs a `pressure` (bar)'
+        if 'pressure_bar' not in parameters:
+            return 'an NPT run needs `pressure_bar`'
+        try:
+            float(parameters['pressure_bar'])
+        except (TypeError, ValueError):
+            return f'pressure_bar must be a number, got {parameters["pressure_bar"]!r}'
         if parameters.get('pressure_coupling', 'iso') not in ('iso', 'aniso', 'tri'):
             return f'pressure_coupling must be iso, aniso or tri, got {parameters["pressure_coupling"]!r}'
-    for key in ('thermostat_damping', 'barostat_damping'):
-        if key in parameters and not float(parameters[key]) > 0:
-            return f'{key} must be positive (fs), got {parameters[key]}'
+    else:
+        extra = [key for key in ('pressure_bar', 'taup_fs', 'pressure_coupling') if key in parameters]
+        if extra:
+            return f'`{extra[0]}` applies to NPT runs only; this run is {ensemble}'
     return None
-
-
-#: Keys accepted in the MD parameters.
-MD_PARAMETER_KEYS = (
-    'ensemble',
-    'temperature',
-    'pressure',
-    'timestep',
-    'equilibration_steps',
-    'production_steps',
-    'dump_interval',
-    'seed',
-    'volume_scale',
-    'thermostat_damping',
-    'barostat_damping',
-    'pressure_coupling',
-)

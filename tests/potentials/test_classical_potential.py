@@ -12,7 +12,13 @@ from aiida_mlpot.potentials.classical import (
     species_order,
     validate_potential,
 )
-from aiida_mlpot.potentials.lammps_input import md_script, validate_md_parameters, write_data_file
+from aiida_mlpot.potentials.lammps_input import (
+    MD_PARAMETER_KEYS,
+    md_script,
+    setup_lines,
+    validate_md_parameters,
+    write_data_file,
+)
 from aiida_mlpot.presets import argon_lj, nacl_tosi_fumi
 
 
@@ -99,8 +105,8 @@ def test_data_file_rotated_cell():
 def _md(**changes):
     parameters = {
         'ensemble': 'nvt',
-        'temperature': 1400.0,
-        'timestep': 2.0,
+        'temperature_K': 1400.0,
+        'timestep_fs': 2.0,
         'equilibration_steps': 10,
         'production_steps': 100,
         'dump_interval': 10,
@@ -113,28 +119,93 @@ def _md(**changes):
 @pytest.mark.parametrize(
     ('changes', 'match'),
     [
-        ({'temperature': 0}, 'temperature must be positive'),
-        ({'timestep': -1}, 'timestep must be positive'),
+        ({'temperature_K': 0}, 'temperature_K must be positive'),
+        ({'timestep_fs': -1}, 'timestep_fs must be positive'),
         ({'dump_interval': 101}, 'dump_interval'),
         ({'ensemble': 'nve'}, 'ensemble'),
-        ({'ensemble': 'npt'}, 'pressure'),
+        ({'ensemble': 'npt'}, 'needs `pressure_bar`'),
+        ({'ensemble': 'npt', 'pressure_bar': 'high'}, 'pressure_bar must be a number'),
+        ({'pressure_bar': 1.0}, '`pressure_bar` applies to NPT runs only'),
         ({'seed': 0}, 'seed'),
         ({'volume_scale': 0}, 'volume_scale'),
-        ({'colour': 1}, 'unknown'),
+        ({'taut_fs': 0}, 'taut_fs must be positive'),
+        ({'colour': 1}, 'unknown MD parameter `colour`'),
+        ({'temperature': 1400.0}, 'unknown MD parameter `temperature`'),  # the old name is refused
     ],
 )
 def test_validate_md_parameters(changes, match):
     assert match in validate_md_parameters(_md(**changes))
 
 
+def test_md_parameter_vocabulary_is_that_of_ml_md():
+    """The MD parameters shared with ML MD have the ML-MD names (engines.parameters.DEFAULTS['md'])."""
+    from aiida_mlpot.engines.parameters import DEFAULTS
+
+    shared = set(MD_PARAMETER_KEYS) & set(DEFAULTS['md'])
+    assert shared == {
+        'ensemble',
+        'temperature_K',
+        'pressure_bar',
+        'timestep_fs',
+        'taut_fs',
+        'taup_fs',
+        'seed',
+    } | {'dump_interval'}
+    sampling_only = set(MD_PARAMETER_KEYS) - set(DEFAULTS['md'])
+    assert sampling_only == {'equilibration_steps', 'production_steps', 'volume_scale', 'pressure_coupling'}
+
+
 def test_md_script_contents():
     assert validate_md_parameters(_md()) is None
     script = md_script(nacl_tosi_fumi(), ['Cl', 'Na'], [True] * 3, _md(volume_scale=0.9), 'd', 'dump', 'th')
-    assert 'fix mlpot_integrate all nvt temp 1400.0 1400.0 0.2' in script
+    assert 'fix mlpot_integrate all nvt temp 1400.0 1400.0 0.2' in script  # taut_fs: 100 timesteps
     assert 'change_box all x scale 0.965' in script
     assert 'timestep 0.002' in script
+    assert 'velocity all create 1400.0 1 ' in script
     assert script.index('run 10') < script.index('dump mlpot_dump') < script.index('run 100')
     npt = md_script(
-        nacl_tosi_fumi(), ['Cl', 'Na'], [True] * 3, _md(ensemble='npt', pressure=1.0), 'd', 'x', 'y'
+        nacl_tosi_fumi(), ['Cl', 'Na'], [True] * 3, _md(ensemble='npt', pressure_bar=1.0), 'd', 'x', 'y'
     )
-    assert 'iso 1.0 1.0 2' in npt
+    assert 'iso 1.0 1.0 2' in npt  # taup_fs: 1000 timesteps
+    damped = md_script(
+        nacl_tosi_fumi(),
+        ['Cl', 'Na'],
+        [True] * 3,
+        _md(ensemble='npt', pressure_bar=500.0, taut_fs=50.0, taup_fs=400.0, pressure_coupling='aniso'),
+        'd',
+        'x',
+        'y',
+    )
+    assert 'fix mlpot_integrate all npt temp 1400.0 1400.0 0.05 aniso 500.0 500.0 0.4' in damped
+
+
+def test_setup_lines():
+    """The public set-up block: units, data file, masses, potential, the two computes the readers rely on."""
+    lines = setup_lines(nacl_tosi_fumi(), ['Cl', 'Na'], (True, True, False), 'x.data')
+    assert lines[:5] == [
+        'units metal',
+        'atom_style charge',
+        'atom_modify map yes',
+        'boundary p p s',
+        'read_data x.data',
+    ]
+    assert 'pair_style born/coul/long 9.0' in lines and 'kspace_style ewald 1e-06' in lines
+    assert lines[-2:] == ['compute mlpot_pe_atom all pe/atom', 'compute mlpot_pvir all pressure NULL virial']
+
+
+def test_rocksalt_reference_helper():
+    """The independent reference of tests/potentials/nacl_reference.py: the Ewald sum gives the rock-salt
+    Madelung constant, and the model's 0 K crystal has its minimum near a = 5.621 Å at about -8.06 eV per pair."""
+    from ase.build import bulk
+    from scipy.optimize import minimize_scalar
+
+    from tests.potentials.nacl_reference import COULOMB_CONSTANT, ewald_energy, rocksalt_energy_per_pair
+
+    a = 5.621
+    madelung = -ewald_energy(bulk('NaCl', 'rocksalt', a=a, cubic=True)) / 4 / (COULOMB_CONSTANT / (a / 2))
+    assert madelung == pytest.approx(1.747564594633, rel=1e-10)  # the rock-salt Madelung constant
+    minimum = minimize_scalar(
+        rocksalt_energy_per_pair, bounds=(5.3, 6.0), method='bounded', options={'xatol': 1e-5}
+    )
+    assert minimum.x == pytest.approx(5.621, abs=1e-3)
+    assert minimum.fun == pytest.approx(-8.06, abs=0.01)

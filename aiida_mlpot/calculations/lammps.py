@@ -18,8 +18,9 @@ from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida_lammps.calculations.raw import LammpsRawCalculation
 from ase import Atoms
-from ase.neighborlist import neighbor_list
 
+from aiida_mlpot.analysis.geometry import min_distance
+from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.potentials.classical import species_order, validate_potential
 from aiida_mlpot.potentials.lammps_input import (
@@ -29,18 +30,10 @@ from aiida_mlpot.potentials.lammps_input import (
     write_data_file,
 )
 
-__all__ = ('LammpsMdCalculation', 'LammpsRerunCalculation', 'MIN_DISTANCE')
+__all__ = ('MIN_DISTANCE', 'LammpsMdCalculation', 'LammpsRerunCalculation', 'validate_atoms')
 
 #: Atoms closer than this (Å) are refused before any job is run.
 MIN_DISTANCE = 0.5
-
-
-def closest_distance(atoms: Atoms, cutoff: float = MIN_DISTANCE) -> float | None:
-    """Return the shortest interatomic distance below ``cutoff`` (minimum image), or ``None``."""
-    if len(atoms) < 2:
-        return None
-    distances = neighbor_list('d', atoms, cutoff)
-    return float(distances.min()) if len(distances) else None
 
 
 def validate_atoms(atoms: Atoms, label: str = 'the structure') -> str | None:
@@ -49,8 +42,8 @@ def validate_atoms(atoms: Atoms, label: str = 'the structure') -> str | None:
         return f'{label} has no atoms'
     if abs(np.linalg.det(atoms.cell.array)) < 1e-6:
         return f'{label} needs a cell with a non-zero volume (also along non-periodic directions)'
-    closest = closest_distance(atoms)
-    if closest is not None:
+    closest = min_distance(atoms, cutoff=MIN_DISTANCE)
+    if closest < MIN_DISTANCE:
         return f'{label} has atoms {closest:.3f} Å apart, closer than {MIN_DISTANCE} Å'
     return None
 
@@ -77,11 +70,6 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
             help='Files the potential refers to (e.g. `Si.sw`), written with their own filename.',
         )
         spec.exit_code(
-            310,
-            'ERROR_LOST_ATOMS',
-            message='LAMMPS lost atoms, the dynamics became unstable: {error}',
-        )
-        spec.exit_code(
             311,
             'ERROR_LAMMPS_NOT_COMPLETED',
             message='LAMMPS stopped before the end of the input script (no total wall time printed).',
@@ -92,7 +80,6 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
         spec.exit_code(
             355, 'ERROR_INCONSISTENT_OUTPUT', message='the LAMMPS output is inconsistent: {message}'
         )
-        spec.exit_code(356, 'ERROR_NON_FINITE_VALUES', message='LAMMPS returned non-finite values: {message}')
 
     @classmethod
     def _validate_potential(cls, value, _):
@@ -166,13 +153,20 @@ class LammpsMdCalculation(_LammpsMlpotCalculation):
             'parameters',
             valid_type=orm.Dict,
             validator=cls._validate_parameters,
-            help='MD settings: ensemble (nvt|npt), temperature (K), pressure (bar), timestep (fs), '
-            'equilibration_steps, production_steps, dump_interval, seed, volume_scale, damping times (fs).',
+            help='MD settings, named as in ML MD: ensemble (nvt|npt), temperature_K, pressure_bar (NPT), '
+            'timestep_fs, equilibration_steps, production_steps, dump_interval, seed, optional volume_scale, '
+            'taut_fs, taup_fs, pressure_coupling. Unknown keys are refused.',
         )
         spec.inputs.validator = cls._validate_md_inputs
         spec.inputs['metadata']['options']['parser_name'].default = 'mlpot.lammps.md'
         spec.output('dataset', valid_type=DatasetData, help='The dumped frames of the production run.')
         spec.output('thermo', valid_type=orm.Dict, help='Means and standard deviations of T, P, density, ...')
+        spec.exit_code(
+            410,
+            'ERROR_UNSTABLE_MD',
+            message='the MD became unstable {when}: {reason}',
+            invalidates_cache=False,
+        )
 
     @classmethod
     def _validate_parameters(cls, value, _):
@@ -226,7 +220,6 @@ class LammpsRerunCalculation(_LammpsMlpotCalculation):
     """
 
     FILENAME_LABELS = 'mlpot.labels'
-    DATA_TEMPLATE = 'config_{:05d}.data'
 
     @classmethod
     def define(cls, spec):
@@ -236,12 +229,13 @@ class LammpsRerunCalculation(_LammpsMlpotCalculation):
             valid_type=orm.StructureData,
             dynamic=True,
             required=False,
-            help='Configurations to evaluate, e.g. keys `config_0000`, ... (evaluated in sorted key order).',
+            help='Configurations to evaluate, e.g. keys `config_00000`, ... (evaluated in sorted key order).',
         )
         spec.input('dataset', valid_type=DatasetData, required=False, help='Configurations to evaluate.')
         spec.inputs.validator = cls._validate_rerun_inputs
         spec.inputs['metadata']['options']['parser_name'].default = 'mlpot.lammps.rerun'
         spec.output('dataset', valid_type=DatasetData, help='The input configurations with their labels.')
+        spec.exit_code(356, 'ERROR_NON_FINITE_VALUES', message='LAMMPS returned non-finite values: {message}')
 
     @classmethod
     def _validate_rerun_inputs(cls, value, ctx):
@@ -260,6 +254,11 @@ class LammpsRerunCalculation(_LammpsMlpotCalculation):
         return cls._validate_common(value, frames)
 
     @staticmethod
+    def data_filename(index: int) -> str:
+        """Return the name of the LAMMPS data file of configuration ``index`` (``config_00000.data``, ...)."""
+        return f'{config_key(index)}.data'
+
+    @staticmethod
     def input_frames(inputs) -> list[tuple[str | int, Atoms]]:
         """Return ``(label_key, atoms)`` of the configurations to evaluate, in evaluation order."""
         if inputs.get('structures'):
@@ -275,7 +274,7 @@ class LammpsRerunCalculation(_LammpsMlpotCalculation):
         species = species_order({s for atoms in frames for s in atoms.get_chemical_symbols()})
         filenames = []
         for index, atoms in enumerate(frames):
-            filename = self.DATA_TEMPLATE.format(index)
+            filename = self.data_filename(index)
             data, _ = write_data_file(atoms, species, potential)
             with folder.open(filename, 'w') as handle:
                 handle.write(data)

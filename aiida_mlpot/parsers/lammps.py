@@ -31,7 +31,11 @@ _SUMMARY_COLUMNS = ('temp', 'press', 'density', 'vol', 'pe', 'ke')
 
 
 class _LammpsMlpotParser(Parser):
-    """Shared steps: the log (errors, lost atoms, completion) and the retrieved files."""
+    """Shared steps: the log (errors, unstable dynamics, completion) and the retrieved files."""
+
+    def _unstable(self, log: dict) -> ExitCode | None:
+        """Return the exit code of a run whose dynamics blew up (MD only), or ``None``."""
+        return None
 
     def _parse_log(self) -> ExitCode | None:
         calc_class = self.node.process_class
@@ -42,9 +46,9 @@ class _LammpsMlpotParser(Parser):
         log = parse_log(self.retrieved.base.repository.get_object_content(filename, mode='r'))
         self.log_summary = log
         self.out('results', orm.Dict({key: value for key, value in log.items()}))
-        if log['lost_atoms']:
-            error = next(line for line in log['errors'] if 'lost atoms' in line.lower())
-            return self.exit_codes.ERROR_LOST_ATOMS.format(error=error)
+        exit_code = self._unstable(log) if log['unstable'] else None
+        if exit_code:
+            return exit_code
         if log['errors']:
             return self.exit_codes.ERROR_PARSER_DETECTED_LAMMPS_RUN_ERROR.format(error=log['errors'][0])
         if not log['completed']:
@@ -85,7 +89,9 @@ class _LammpsMlpotParser(Parser):
             )
         return frames, table, None
 
-    def _non_finite(self, frames: list[Atoms]) -> str | None:
+    @staticmethod
+    def _non_finite(frames: list[Atoms]) -> int | None:
+        """Return the ``info['step']`` (or, without one, the index) of the first frame with non-finite labels."""
         for index, atoms in enumerate(frames):
             values = [
                 atoms.info['energy'],
@@ -94,7 +100,7 @@ class _LammpsMlpotParser(Parser):
                 atoms.arrays['energies'],
             ]
             if not all(np.all(np.isfinite(value)) for value in values):
-                return f'frame {index} (step {atoms.info.get("step")}) has non-finite labels'
+                return int(atoms.info.get('step', index))
         return None
 
 
@@ -106,7 +112,20 @@ def _per_atom(frame: dict, natoms: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 class LammpsMdParser(_LammpsMlpotParser):
-    """Turn the dump and thermo file of an MD run into a ``DatasetData`` of frames and a thermo summary."""
+    """Turn the dump and thermo file of an MD run into a ``DatasetData`` of frames and a thermo summary.
+
+    Unstable dynamics (LAMMPS lost atoms, non-numeric coordinates or pressure, or non-finite values in a
+    dumped frame) is ``ERROR_UNSTABLE_MD`` (410), the code of unstable ML MD too.
+    """
+
+    def _unstable(self, log: dict) -> ExitCode:
+        parameters = self.node.inputs.parameters.get_dict()
+        equilibration = int(parameters.get('equilibration_steps', 0)) > 0
+        phase = 'equilibration' if equilibration and log['runs_started'] <= 1 else 'production'
+        when = f'in the {phase} run'
+        if log['last_thermo_step'] is not None:
+            when += f' after step {log["last_thermo_step"]} (the last thermo output)'
+        return self.exit_codes.ERROR_UNSTABLE_MD.format(when=when, reason=log['unstable'])
 
     def parse(self, **kwargs):
         """Parse the retrieved files of a :class:`~aiida_mlpot.calculations.lammps.LammpsMdCalculation`."""
@@ -153,9 +172,12 @@ class LammpsMdParser(_LammpsMlpotParser):
             atoms.info['source_uuid'] = self.node.uuid
             frames.append(atoms)
 
-        message = self._non_finite(frames)
-        if message:
-            return self.exit_codes.ERROR_NON_FINITE_VALUES.format(message=message)
+        step = self._non_finite(frames)
+        if step is not None:
+            return self.exit_codes.ERROR_UNSTABLE_MD.format(
+                when=f'at step {step} of the production run',
+                reason='non-finite energy, forces or virial in the dumped frame',
+            )
 
         self.out('dataset', DatasetData.from_ase(frames))
         self.out('thermo', orm.Dict(thermo_summary(table, parameters)))
@@ -165,13 +187,17 @@ class LammpsMdParser(_LammpsMlpotParser):
 def thermo_summary(table: dict[str, np.ndarray], parameters: dict) -> dict:
     """Return means and standard deviations of the thermo table of a production run, with its state point.
 
-    Units: temperature K, pressure bar (total, with the kinetic part), density g/cm³, volume Å³, energies eV.
+    ``state_point`` is the target of the run in the vocabulary of the MD parameters: ``temperature_K`` and
+    ``pressure_bar`` (NPT) or ``volume_scale`` (NVT). Units: temperature K, pressure bar (total, with the
+    kinetic part), density g/cm³, volume Å³, energies eV.
     """
+    if parameters['ensemble'] == 'npt':
+        state_point = {'pressure_bar': float(parameters['pressure_bar'])}
+    else:
+        state_point = {'volume_scale': float(parameters.get('volume_scale', 1.0))}
     summary = {
         'ensemble': parameters['ensemble'],
-        'temperature_target': float(parameters['temperature']),
-        'pressure_target': float(parameters['pressure']) if 'pressure' in parameters else None,
-        'volume_scale': float(parameters.get('volume_scale', 1.0)),
+        'state_point': {'temperature_K': float(parameters['temperature_K']), **state_point},
         'n_samples': len(table['step']),
         'series': {key: [float(v) for v in table[key]] for key in ('step', *_SUMMARY_COLUMNS)},
     }
@@ -234,8 +260,10 @@ class LammpsRerunParser(_LammpsMlpotParser):
             atoms.info['label_key'] = key
             frames.append(atoms)
 
-        message = self._non_finite(frames)
-        if message:
-            return self.exit_codes.ERROR_NON_FINITE_VALUES.format(message=message)
+        index = self._non_finite(frames)
+        if index is not None:
+            return self.exit_codes.ERROR_NON_FINITE_VALUES.format(
+                message=f'configuration {inputs[index][0]} has non-finite labels'
+            )
         self.out('dataset', DatasetData.from_ase(frames))
         return None

@@ -6,9 +6,14 @@ import re
 
 import numpy as np
 
-__all__ = ('box_to_cell', 'parse_columns_file', 'parse_dump', 'parse_log')
+__all__ = ('box_to_cell', 'parse_columns_file', 'parse_dump', 'parse_log', 'virial_pressure_tensor')
 
 _LOST_ATOMS = re.compile(r'ERROR.*Lost atoms', re.IGNORECASE)
+#: LAMMPS errors that mean the dynamics blew up (atoms lost or out of range, non-numeric coordinates or
+#: pressure, a box deformed too far in one step), as opposed to errors in the input.
+_UNSTABLE = re.compile(
+    r'ERROR.*(Lost atoms|simulation unstable|Out of range atoms|too far from equilibrium)', re.IGNORECASE
+)
 _PERFORMANCE = re.compile(r'Performance:.*?([0-9.]+)\s+timesteps/s')
 _WALL_TIME = re.compile(r'Total wall time:\s*(\d+):(\d+):(\d+)')
 
@@ -110,21 +115,44 @@ def virial_pressure_tensor(table: dict[str, np.ndarray], row: int) -> np.ndarray
 def parse_log(text: str) -> dict:
     """Parse the screen output / log of a LAMMPS run.
 
-    :return: ``errors`` (list of str), ``warnings`` (list of str), ``lost_atoms`` (bool), ``completed``
-        (bool: LAMMPS printed its total wall time), ``wall_time_seconds`` and ``steps_per_second`` (last run)
-        when present, ``lammps_version``.
+    :return: ``errors`` (list of str), ``warnings`` (list of str), ``lost_atoms`` (bool), ``unstable`` (the
+        first error that means the dynamics blew up: lost atoms, non-numeric coordinates or pressure, atoms
+        out of range; or ``None``), ``runs_started`` (number of ``run`` commands that started),
+        ``last_thermo_step`` (step of the last thermo line printed, or ``None``), ``completed`` (bool: LAMMPS
+        printed its total wall time), ``wall_time_seconds`` and ``steps_per_second`` (last run) when present,
+        ``lammps_version``.
     """
-    result: dict = {'errors': [], 'warnings': [], 'lost_atoms': False, 'completed': False}
+    result: dict = {
+        'errors': [],
+        'warnings': [],
+        'lost_atoms': False,
+        'unstable': None,
+        'runs_started': 0,
+        'last_thermo_step': None,
+        'completed': False,
+    }
+    in_thermo = False
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith('ERROR'):
+            in_thermo = False
             result['errors'].append(stripped)
             if _LOST_ATOMS.search(stripped):
                 result['lost_atoms'] = True
+            if result['unstable'] is None and _UNSTABLE.search(stripped):
+                result['unstable'] = stripped
         elif stripped.startswith('WARNING') and stripped not in result['warnings']:
             result['warnings'].append(stripped)
         elif stripped.startswith('LAMMPS (') and 'lammps_version' not in result:
             result['lammps_version'] = stripped[len('LAMMPS (') :].rstrip(')')
+        elif stripped.startswith('Setting up Verlet run'):
+            result['runs_started'] += 1
+        elif stripped.startswith('Step '):
+            in_thermo = True
+        elif stripped.startswith('Loop time'):
+            in_thermo = False
+        elif in_thermo and stripped.split(maxsplit=1)[0].isdigit():
+            result['last_thermo_step'] = int(stripped.split(maxsplit=1)[0])
         match = _PERFORMANCE.search(stripped)
         if match:
             result['steps_per_second'] = float(match.group(1))

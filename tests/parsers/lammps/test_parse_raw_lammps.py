@@ -22,6 +22,7 @@ from aiida_mlpot.parsers.parse_raw.lammps import (
     virial_pressure_tensor,
 )
 from aiida_mlpot.potentials.lammps_input import LABEL_COLUMNS, THERMO_COLUMNS
+from tests.potentials.nacl_reference import rocksalt_energy_per_pair
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 
@@ -71,8 +72,13 @@ def test_parse_rerun_outputs():
     labels = parse_columns_file(read('rerun', 'mlpot.labels'), LABEL_COLUMNS)
     assert [frame['natoms'] for frame in frames] == [8, 32]
     assert list(labels['index']) == [0, 1] and list(labels['natoms']) == [8, 32]
-    # the rock-salt crystal: about -8.04 eV per NaCl pair with a 6 Å cutoff, no forces, isotropic virial
-    assert labels['pe'][0] / 4 == pytest.approx(-8.04, abs=0.02)
+    # the rock-salt crystal (a = 5.621 Å, 6 Å cutoff): the Ewald + Born-Mayer sum of the reference helper
+    # (about -8.04 eV per NaCl pair), no forces, isotropic virial
+    lattice_constant = labels['vol'][0] ** (1.0 / 3.0)
+    assert lattice_constant == pytest.approx(5.621)
+    assert labels['pe'][0] / 4 == pytest.approx(
+        rocksalt_energy_per_pair(lattice_constant, cutoff=6.0), abs=1e-4
+    )
     crystal = frames[0]['columns']
     assert np.abs(np.column_stack([crystal['fx'], crystal['fy'], crystal['fz']])).max() < 1e-8
     tensor = virial_pressure_tensor(labels, 0)
@@ -84,21 +90,45 @@ def test_parse_rerun_outputs():
 
 def test_parse_log_completed():
     log = parse_log(read('md_npt_tri', 'lammps.out'))
-    assert log['completed'] and not log['errors'] and not log['lost_atoms']
+    assert log['completed'] and not log['errors'] and not log['lost_atoms'] and log['unstable'] is None
     assert log['lammps_version'].startswith('29 Sep 2021')
     assert log['steps_per_second'] > 0
+    # equilibration and production: two runs; the last thermo line is the production's last step
+    assert log['runs_started'] == 2 and log['last_thermo_step'] == 100
 
 
 def test_parse_log_lost_atoms():
+    """Lost atoms are unstable dynamics; the log says in which run and after which thermo output."""
     log = parse_log(read('md_lost_atoms', 'lammps.out'))
     assert log['lost_atoms'] and not log['completed']
     assert log['errors'][0].startswith('ERROR: Lost atoms: original 32 current')
+    assert log['unstable'] == log['errors'][0]
+    assert log['runs_started'] == 1 and log['last_thermo_step'] == 0
 
 
 def test_parse_log_input_error():
+    """An input error is an error, not unstable dynamics."""
     log = parse_log(read('input_error', 'lammps.out'))
-    assert not log['lost_atoms'] and not log['completed']
+    assert not log['lost_atoms'] and not log['completed'] and log['unstable'] is None
     assert 'non-triclinic box' in log['errors'][0]
+    assert log['runs_started'] == 0 and log['last_thermo_step'] is None
+
+
+@pytest.mark.parametrize(
+    'line',
+    [
+        'ERROR: Non-numeric pressure - simulation unstable (src/fix_nh.cpp:1060)',
+        'ERROR: Non-numeric atom coords - simulation unstable (src/domain.cpp:538)',
+        'ERROR: Out of range atoms - cannot compute PPPM (src/KSPACE/pppm.cpp:1920)',
+    ],
+)
+def test_parse_log_other_instabilities(line):
+    """Other LAMMPS messages of blown-up dynamics are unstable too (no lost atoms)."""
+    lost = 'ERROR: Lost atoms: original 32 current 28 (src/thermo.cpp:439)'
+    text = read('md_lost_atoms', 'lammps.out')
+    assert lost in text
+    log = parse_log(text.replace(lost, line))
+    assert log['unstable'] == line and not log['lost_atoms']
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_han
 from aiida_mlpot.calculations.functions.ml_md import join_summaries, join_trajectories, segment_inputs
 from aiida_mlpot.calculations.ml_md import MlMdCalculation
 from aiida_mlpot.data.dataset import DatasetData
-from aiida_mlpot.engines.ase_md import normalise_parameters
+from aiida_mlpot.engines.parameters import normalise_parameters
 
 __all__ = ('UNSTABLE_POLICIES', 'MlMdWorkChain', 'restart_frame_before')
 
@@ -162,7 +162,7 @@ class MlMdWorkChain(BaseRestartWorkChain):
         if timestep_fs is not None:
             md['timestep_fs'] = timestep_fs
         inputs.parameters = parameters
-        reference_given = effective['extrapolation']['reference_score'] is not None
+        reference_given = effective['extrapolation'].get('reference_score') is not None
         if 'reference_score' in node.outputs and 'reference_score' not in inputs and not reference_given:
             inputs.reference_score = node.outputs.reference_score
 

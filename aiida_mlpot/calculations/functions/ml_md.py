@@ -22,7 +22,7 @@ from aiida.engine import calcfunction
 from ase import Atoms
 
 from aiida_mlpot.data.dataset import DatasetData
-from aiida_mlpot.engines.ase_md import normalise_parameters
+from aiida_mlpot.engines.parameters import normalise_parameters
 
 __all__ = ('join_frames', 'join_summaries', 'join_trajectories', 'segment_inputs', 'summarise_segments')
 

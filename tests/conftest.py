@@ -119,10 +119,12 @@ def code_python(localhost):
 
 # --- reference NaCl frames from the real LAMMPS -------------------------------------------------------------
 #: Tosi-Fumi NaCl in LAMMPS `born` (types 1 Na, 2 Cl): A (eV), rho (Å), sigma (Å), C (eV Å^6), D (eV Å^8).
-#: D is negative because LAMMPS adds +D/r^8 and the dipole-quadrupole term is attractive (DESIGN.md).
+#: D is negative because LAMMPS adds +D/r^8 and the dipole-quadrupole term is attractive
+#: (docs/topics/reference-values.md).
 _TOSI_FUMI = {(1, 1): (424.097, 0.317, 0.0, 1.05, -0.499), (1, 2): (1256.31, 0.317, 0.0, 7.0, -8.676)}
 _TOSI_FUMI[(2, 2)] = (3488.998, 0.317, 0.0, 72.5, -145.427)
-#: (temperature K, density g/cm^3): the model's own densities at these temperatures (DESIGN.md).
+#: (temperature K, density g/cm^3): the model's own NPT densities at 1 bar, measured by
+#: benchmarks/nacl_reference_density.sh (docs/topics/reference-values.md).
 REFERENCE_STATES = ((1100, 1.445), (1400, 1.295))
 
 

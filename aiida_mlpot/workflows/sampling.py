@@ -1,57 +1,43 @@
-"""`SamplingWorkChain`: classical MD over a grid of state points; the frames become one candidate pool."""
+"""`SamplingWorkChain`: classical MD at the caller's state points; the frames become one candidate pool."""
 
 from __future__ import annotations
 
-import copy
 import pathlib
+from collections.abc import Mapping, Sequence
 
-import yaml
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 
-from aiida_mlpot.calculations.functions.sampling import merge_state_point_pools
+from aiida_mlpot.calculations.functions.sampling import collect_failed_state_points, merge_state_point_pools
 from aiida_mlpot.calculations.lammps import LammpsMdCalculation, validate_atoms
 from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.inputs.sampling import (
+    state_point_grid,
+    state_point_key,
+    state_point_parameters,
+    validate_md_parameters_shared,
+    validate_state_point,
+)
 from aiida_mlpot.potentials.classical import species_order, validate_potential
 from aiida_mlpot.potentials.lammps_input import validate_md_parameters
+from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
 
-__all__ = ('SamplingWorkChain', 'merge_state_point_pools', 'state_point_key')
-
-PROTOCOL_FILE = pathlib.Path(__file__).parent / 'protocols' / 'sampling.yaml'
+__all__ = ('SamplingWorkChain', 'state_point_grid', 'state_point_key')
 
 
-def state_point_key(ensemble: str, temperature: float, value: float) -> str:
-    """Return the label of a state point, e.g. ``T1400_P1`` (NPT, bar) or ``T1400_V0p95`` (NVT volume scale).
+class SamplingWorkChain(ProtocolMixin, WorkChain):
+    """Classical MD (LAMMPS) at the caller's state points, all in parallel; the frames are merged into one pool.
 
-    It is a valid link label and is used as ``config_type`` of the state point's frames.
+    Each state point is ``{'temperature_K', 'pressure_bar'}`` (NPT) or ``{'temperature_K', 'volume_scale'}``
+    (NVT: the cell volume is multiplied by the factor before the run, covering densities around the starting
+    one); :func:`state_point_grid` builds a temperature × pressure or temperature × volume grid. Each state
+    point is one :class:`~aiida_mlpot.calculations.lammps.LammpsMdCalculation`, all with the shared
+    ``md_parameters``. State points that fail (crash, unstable MD) are left out of the pool and listed in the
+    ``failed_state_points`` output; the work chain fails only when none succeeded.
     """
 
-    def fmt(number: float) -> str:
-        return f'{float(number):g}'.replace('.', 'p').replace('-', 'm').replace('+', '')
-
-    return f'T{fmt(temperature)}_{"P" if ensemble == "npt" else "V"}{fmt(value)}'
-
-
-def load_protocol(protocol: str | None = None, overrides: dict | None = None) -> dict:
-    """Return the settings of a protocol of ``protocols/sampling.yaml`` with ``overrides`` applied."""
-    content = yaml.safe_load(PROTOCOL_FILE.read_text())
-    name = protocol or content['default_protocol']
-    if name not in content['protocols']:
-        raise ValueError(f'unknown sampling protocol `{name}`; known: {sorted(content["protocols"])}')
-    settings = copy.deepcopy(content['protocols'][name])
-    settings.update(copy.deepcopy(overrides or {}))
-    return settings
-
-
-class SamplingWorkChain(WorkChain):
-    """Classical MD (LAMMPS) at a grid of state points, all in parallel; the frames are merged into one pool.
-
-    The grid is temperatures × pressures for NPT, or temperatures × volume scale factors for NVT (the cell
-    volume is multiplied by each factor before the run, covering densities around the starting one). Each
-    state point is one :class:`~aiida_mlpot.calculations.lammps.LammpsMdCalculation`. State points that fail
-    (crash, lost atoms) are reported and left out; the workchain fails only when none succeeded.
-    """
+    _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'sampling.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -73,32 +59,20 @@ class SamplingWorkChain(WorkChain):
             help='Files the potential needs.',
         )
         spec.input(
-            'ensemble', valid_type=orm.Str, default=lambda: orm.Str('nvt'), serializer=orm.to_aiida_type,
-            help='`nvt` (grid temperatures x volume_scales) or `npt` (grid temperatures x pressures).',
-        )  # fmt: skip
-        spec.input(
-            'temperatures', valid_type=orm.List, serializer=orm.to_aiida_type, help='Temperatures (K).'
+            'state_points',
+            valid_type=orm.List,
+            serializer=orm.to_aiida_type,
+            help='The state points, each `{temperature_K, pressure_bar}` (NPT) or `{temperature_K, volume_scale}` '
+            '(NVT); see `state_point_grid`. Unknown keys are refused.',
         )
         spec.input(
-            'pressures', valid_type=orm.List, required=False, serializer=orm.to_aiida_type,
-            help='Pressures (bar) of the NPT grid.',
-        )  # fmt: skip
-        spec.input(
-            'volume_scales', valid_type=orm.List, required=False, serializer=orm.to_aiida_type,
-            help='Volume factors of the NVT grid (default [1.0]).',
-        )  # fmt: skip
-        spec.input('timestep', valid_type=orm.Float, serializer=orm.to_aiida_type, help='Timestep (fs).')
-        spec.input(
-            'equilibration_steps', valid_type=orm.Int, serializer=orm.to_aiida_type, help='Not dumped.'
+            'md_parameters',
+            valid_type=orm.Dict,
+            serializer=orm.to_aiida_type,
+            help='MD settings shared by every state point: timestep_fs, equilibration_steps, production_steps, '
+            'dump_interval, seed (state point i uses seed + i), optional taut_fs, taup_fs, pressure_coupling '
+            '(NPT only). Unknown keys are refused.',
         )
-        spec.input('production_steps', valid_type=orm.Int, serializer=orm.to_aiida_type, help='Dumped steps.')
-        spec.input('dump_interval', valid_type=orm.Int, serializer=orm.to_aiida_type, help='Steps per frame.')
-        spec.input(
-            'seed', valid_type=orm.Int, default=lambda: orm.Int(1), serializer=orm.to_aiida_type,
-            help='Seed of the initial velocities; state point i uses seed + i.',
-        )  # fmt: skip
-        spec.input('thermostat_damping', valid_type=orm.Float, required=False, serializer=orm.to_aiida_type)
-        spec.input('barostat_damping', valid_type=orm.Float, required=False, serializer=orm.to_aiida_type)
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -111,6 +85,12 @@ class SamplingWorkChain(WorkChain):
         spec.output('pool', valid_type=DatasetData, help='Frames of all successful state points.')
         spec.output_namespace(
             'thermo', valid_type=orm.Dict, dynamic=True, help='Thermodynamic summary of each state point.'
+        )
+        spec.output(
+            'failed_state_points',
+            valid_type=orm.Dict,
+            help='`{state point key: reason}` of the state points that failed; always attached, empty when none '
+            'failed.',
         )
         spec.exit_code(
             401,
@@ -128,48 +108,43 @@ class SamplingWorkChain(WorkChain):
         options: dict | None = None,
         *,
         potential: dict | orm.Dict,
+        state_points: Sequence[Mapping] | orm.List,
         potential_files: dict | None = None,
     ):
         """Return a builder prepopulated from a protocol (``fast``, ``balanced`` or ``stringent``).
 
+        Protocols hold the numerical MD settings (``md_parameters``, wall time); the physics comes from the
+        caller: the potential and the state points.
+
         :param code: the LAMMPS code.
         :param structure: the starting configuration.
         :param protocol: protocol name (default from ``protocols/sampling.yaml``).
-        :param overrides: values replacing those of the protocol (keys as in the YAML file).
-        :param options: ``metadata.options`` of the MD calculations (merged over serial defaults).
+        :param overrides: inputs replacing those of the protocol, keyed like the ports, e.g.
+            ``{'md_parameters': {'production_steps': 2000}}``; an unknown key is a ``ValueError``.
+        :param options: ``metadata.options`` of the MD calculations (merged over the protocol's).
         :param potential: the classical-potential dictionary (or its ``Dict``).
+        :param state_points: the state points (see :func:`state_point_grid`), a list of dicts or a ``List``.
         :param potential_files: ``SinglefileData`` the potential needs, by key.
         """
-        settings = load_protocol(protocol, overrides)
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        if options:
+            inputs = recursive_merge(inputs, {'md': {'metadata': {'options': options}}})
         builder = cls.get_builder()
+        populate_builder(builder, inputs)
         builder.md.code = code
-        builder.md.metadata.options = {
-            'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-            'withmpi': False,
-            'max_wallclock_seconds': int(settings['max_wallclock_seconds']),
-            **(options or {}),
-        }
         builder.structure = structure
         builder.potential = potential if isinstance(potential, orm.Dict) else orm.Dict(potential)
+        if isinstance(state_points, orm.List):
+            builder.state_points = state_points
+        else:
+            builder.state_points = orm.List([dict(point) for point in state_points])
         if potential_files:
             builder.potential_files = potential_files
-        builder.ensemble = orm.Str(settings['ensemble'])
-        builder.temperatures = orm.List([float(t) for t in settings['temperatures']])
-        if settings['ensemble'] == 'npt':
-            builder.pressures = orm.List([float(p) for p in settings['pressures']])
-        else:
-            builder.volume_scales = orm.List([float(v) for v in settings.get('volume_scales', [1.0])])
-        builder.timestep = orm.Float(settings['timestep'])
-        for key in ('equilibration_steps', 'production_steps', 'dump_interval', 'seed'):
-            builder[key] = orm.Int(settings[key])
-        for key in ('thermostat_damping', 'barostat_damping'):
-            if key in settings:
-                builder[key] = orm.Float(settings[key])
         return builder
 
     def setup(self):
-        """Build the list of state points and the MD parameters of each."""
-        self.ctx.state_points = state_points(self.inputs)
+        """Build the MD parameters of every state point, keyed by :func:`state_point_key`."""
+        self.ctx.state_points = parameters_by_key(self.inputs)
 
     def run_state_points(self):
         """Submit one MD calculation per state point; they run concurrently."""
@@ -188,7 +163,7 @@ class SamplingWorkChain(WorkChain):
         return ToContext(**calcs)
 
     def inspect_state_points(self):
-        """Keep the successful state points; report the failed ones; fail if none succeeded."""
+        """Record the failed state points (an output, by calcfunction); fail if none succeeded."""
         self.ctx.successful = []
         failures = {}
         for key in self.ctx.state_points:
@@ -200,7 +175,8 @@ class SamplingWorkChain(WorkChain):
                     f'{node.process_label}<{node.pk}> exit {node.exit_status}: {node.exit_message}'
                 )
                 self.report(f'state point {key} failed: {failures[key]}')
-        self.node.base.extras.set('failed_state_points', sorted(failures))
+        failed = collect_failed_state_points(self.inputs.state_points, orm.Dict(failures))
+        self.out('failed_state_points', failed)
         if not self.ctx.successful:
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SAMPLING.format(
                 count=len(failures), failures='; '.join(f'{k}: {v}' for k, v in failures.items())
@@ -221,58 +197,35 @@ class SamplingWorkChain(WorkChain):
         self.report(f'pool of {len(pool)} frames from {len(datasets)} state points')
 
 
-def state_points(inputs) -> dict[str, dict]:
-    """Return the MD parameters of every state point of the grid, keyed by :func:`state_point_key`."""
-    ensemble = inputs['ensemble'].value
-    temperatures = list(inputs['temperatures'].get_list())
-    if ensemble == 'npt':
-        values = list(inputs['pressures'].get_list()) if 'pressures' in inputs else []
-    else:
-        values = list(inputs['volume_scales'].get_list()) if 'volume_scales' in inputs else [1.0]
-    result = {}
-    for temperature in temperatures:
-        for value in values:
-            parameters = {
-                'ensemble': ensemble,
-                'temperature': float(temperature),
-                'timestep': inputs['timestep'].value,
-                'equilibration_steps': inputs['equilibration_steps'].value,
-                'production_steps': inputs['production_steps'].value,
-                'dump_interval': inputs['dump_interval'].value,
-                'seed': inputs['seed'].value + len(result),
-            }
-            if ensemble == 'npt':
-                parameters['pressure'] = float(value)
-            else:
-                parameters['volume_scale'] = float(value)
-            for key in ('thermostat_damping', 'barostat_damping'):
-                if key in inputs:
-                    parameters[key] = inputs[key].value
-            result[state_point_key(ensemble, temperature, value)] = parameters
-    return result
+def parameters_by_key(inputs) -> dict[str, dict]:
+    """Return the ``LammpsMdCalculation`` parameters of every state point, keyed by :func:`state_point_key`."""
+    md_parameters = inputs['md_parameters'].get_dict()
+    return {
+        state_point_key(point): state_point_parameters(point, md_parameters, index)
+        for index, point in enumerate(inputs['state_points'].get_list())
+    }
 
 
 def validate_inputs(value, _) -> str | None:
-    """Validate the grid, the MD settings, the structure and the potential before any job runs."""
-    required = ('structure', 'potential', 'temperatures', 'timestep', 'equilibration_steps')
-    if any(key not in value for key in required):
+    """Validate the state points, the MD settings, the structure and the potential before any job runs."""
+    if any(key not in value for key in ('structure', 'potential', 'state_points', 'md_parameters')):
         return None
-    ensemble = value['ensemble'].value if 'ensemble' in value else 'nvt'
-    if ensemble not in ('nvt', 'npt'):
-        return f'ensemble must be `nvt` or `npt`, got {ensemble!r}'
-    if ensemble == 'npt' and not value.get('pressures'):
-        return 'an NPT grid needs a non-empty list of `pressures`'
-    if ensemble == 'nvt' and 'volume_scales' in value and not value['volume_scales'].get_list():
-        return '`volume_scales` is empty: the grid has no state points'
-    if not value['temperatures'].get_list():
-        return '`temperatures` is empty: the grid has no state points'
-    try:
-        points = state_points(value)
-    except (KeyError, TypeError, ValueError) as exception:
-        return f'invalid state point grid: {exception}'
-    if len(set(points)) != len(points) or not points:
-        return 'the state point grid is empty or contains duplicates'
-    for key, parameters in points.items():
+    points = value['state_points'].get_list()
+    if not points:
+        return '`state_points` is empty: there is nothing to sample'
+    for point in points:
+        message = validate_state_point(point)
+        if message:
+            return message
+    keys = [state_point_key(point) for point in points]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        return f'the state points {duplicates} are given more than once'
+    md_parameters = value['md_parameters'].get_dict()
+    message = validate_md_parameters_shared(md_parameters)
+    if message:
+        return message
+    for key, parameters in parameters_by_key(value).items():
         message = validate_md_parameters(parameters)
         if message:
             return f'state point {key}: {message}'
@@ -280,6 +233,6 @@ def validate_inputs(value, _) -> str | None:
     message = validate_atoms(atoms)
     if message:
         return message
-    if ensemble == 'npt' and not all(atoms.pbc):
+    if any('pressure_bar' in point for point in points) and not all(atoms.pbc):
         return 'an NPT run needs a structure that is periodic in all three directions'
     return validate_potential(value['potential'].get_dict(), species_order(atoms.get_chemical_symbols()))

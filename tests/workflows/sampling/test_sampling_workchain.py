@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
+from aiida_mlpot.inputs.sampling import state_point_grid, state_point_key
 from aiida_mlpot.presets import argon_lj, nacl_tosi_fumi
 from aiida_mlpot.structures import random_box
 
@@ -13,13 +16,19 @@ def nacl_box(seed: int = 5):
     return random_box({'Na': 32, 'Cl': 32}, density=1.3, min_distance=2.2, seed=seed)
 
 
-def builder_for(code, atoms, potential, protocol='fast', **overrides):
+def builder_for(code, atoms, potential, state_points, protocol='fast', **md_parameters):
+    """A builder of the protocol with the given state points and ``md_parameters`` overrides."""
     from aiida import orm
 
     from aiida_mlpot.workflows.sampling import SamplingWorkChain
 
     return SamplingWorkChain.get_builder_from_protocol(
-        code, orm.StructureData(ase=atoms), protocol, overrides=overrides, potential=potential
+        code,
+        orm.StructureData(ase=atoms),
+        protocol,
+        overrides={'md_parameters': md_parameters} if md_parameters else None,
+        potential=potential,
+        state_points=state_points,
     )
 
 
@@ -32,8 +41,7 @@ def nacl_grid_run(code_lmp):
         code_lmp,
         nacl_box(),
         nacl_tosi_fumi('ewald'),
-        temperatures=[1200.0, 1600.0],
-        volume_scales=[0.95, 1.05],
+        state_point_grid([1200.0, 1600.0], volume_scales=[0.95, 1.05]),
         equilibration_steps=100,
         production_steps=200,
         dump_interval=50,
@@ -58,7 +66,10 @@ def test_grid_pool(nacl_grid_run):
     densities = {key: results['thermo'][key]['density_mean'] for key in expected_types}
     assert densities['T1200_V0p95'] == pytest.approx(1.3 / 0.95, rel=1e-6)
     assert densities['T1600_V1p05'] == pytest.approx(1.3 / 1.05, rel=1e-6)
-    assert node.base.extras.get('failed_state_points') == []
+    assert results['failed_state_points'].get_dict() == {}  # always attached, empty when none failed
+    assert 'failed_state_points' not in node.base.extras  # an output, not an extra
+    grid = {state_point_key(point): point for point in node.inputs.state_points.get_list()}
+    assert {key: thermo['state_point'] for key, thermo in results['thermo'].items()} == grid
 
 
 @pytest.mark.e2e
@@ -109,16 +120,15 @@ def test_pool_matches_single_points(nacl_grid_run, code_lmp):
 
 @pytest.mark.e2e
 def test_npt_density(code_lmp):
-    """NPT of the NaCl preset at 1400 K and 1 bar: the model's density (DESIGN.md: about 1.29-1.30 g/cm³)."""
+    """NPT of the NaCl preset at 1400 K and 1 bar: the model's density (docs/sampling.md, "Reference values of
+    the NaCl model": 1.29 g/cm³ from 8 x 50 ps runs; an 8 ps run of 64 atoms scatters by about ± 0.03)."""
     from aiida.engine import run_get_node
 
     builder = builder_for(
         code_lmp,
         nacl_box(seed=11),
         nacl_tosi_fumi('ewald'),
-        ensemble='npt',
-        temperatures=[1400.0],
-        pressures=[1.0],
+        [{'temperature_K': 1400.0, 'pressure_bar': 1.0}],
         equilibration_steps=2000,
         production_steps=4000,
         dump_interval=100,
@@ -126,6 +136,10 @@ def test_npt_density(code_lmp):
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     thermo = results['thermo']['T1400_P1'].get_dict()
+    assert thermo['ensemble'] == 'npt' and thermo['state_point'] == {
+        'temperature_K': 1400.0,
+        'pressure_bar': 1.0,
+    }
     density, spread = thermo['density_mean'], thermo['density_std']
     print(f'NPT 1400 K, 1 bar, 64 atoms, 8 ps: density {density:.4f} +- {spread:.4f} g/cm3')
     assert len(results['pool']) == 41
@@ -142,9 +156,8 @@ def test_argon(code_lmp):
         code_lmp,
         atoms,
         argon_lj(),
-        temperatures=[90.0],
-        volume_scales=[1.0],
-        timestep=5.0,
+        [{'temperature_K': 90.0, 'volume_scale': 1.0}],
+        timestep_fs=5.0,
         equilibration_steps=200,
         production_steps=200,
         dump_interval=100,
@@ -160,26 +173,112 @@ def test_argon(code_lmp):
 
 @pytest.mark.e2e
 def test_failed_state_point(code_lmp):
-    """A state point that loses atoms is an exit code; the others make the pool; all failing is a 4xx."""
+    """A state point whose MD blows up is 410 ERROR_UNSTABLE_MD; the others make the pool; the failure is the
+    `failed_state_points` output; all failing is 401 ERROR_SUB_PROCESS_FAILED_SAMPLING, the output still there."""
     from aiida.engine import run_get_node
 
+    from aiida_mlpot.calculations.functions.sampling import collect_failed_state_points
     from aiida_mlpot.calculations.lammps import LammpsMdCalculation
     from aiida_mlpot.workflows.sampling import SamplingWorkChain
 
-    common = {'equilibration_steps': 100, 'production_steps': 100, 'dump_interval': 50, 'timestep': 5.0}
-    common['volume_scales'] = [1.0]
-    builder = builder_for(code_lmp, nacl_box(), nacl_tosi_fumi(), temperatures=[1400.0, 1.0e7], **common)
+    common = {'equilibration_steps': 100, 'production_steps': 100, 'dump_interval': 50, 'timestep_fs': 5.0}
+    points = state_point_grid([1400.0, 1.0e7])
+    builder = builder_for(code_lmp, nacl_box(), nacl_tosi_fumi(), points, **common)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
-    assert node.base.extras.get('failed_state_points') == ['T1e07_V1']
-    failed = [child for child in node.called if not child.is_finished_ok]
-    assert [child.exit_status for child in failed] == [LammpsMdCalculation.exit_codes.ERROR_LOST_ATOMS.status]
+    failed = [child for child in node.called if getattr(child, 'exit_status', 0) != 0]
+    assert [child.exit_status for child in failed] == [
+        LammpsMdCalculation.exit_codes.ERROR_UNSTABLE_MD.status
+    ]
+    reasons = results['failed_state_points'].get_dict()
+    assert list(reasons) == ['T1e07_V1']
+    assert reasons['T1e07_V1'].startswith(
+        f'LammpsMdCalculation<{failed[0].pk}> exit 410: the MD became unstable'
+    )
+    assert 'Lost atoms' in reasons['T1e07_V1']
+    assert results['failed_state_points'].creator.process_type.endswith(collect_failed_state_points.__name__)
     assert results['pool'].config_types == ['T1400_V1']
     assert len(results['pool']) == 3
 
-    builder = builder_for(code_lmp, nacl_box(), nacl_tosi_fumi(), temperatures=[1.0e7], **common)
+    builder = builder_for(code_lmp, nacl_box(), nacl_tosi_fumi(), state_point_grid([1.0e7]), **common)
     _, node = run_get_node(builder)
     assert node.exit_status == SamplingWorkChain.exit_codes.ERROR_SUB_PROCESS_FAILED_SAMPLING.status
+    assert list(node.outputs.failed_state_points.get_dict()) == ['T1e07_V1']
+    assert 'pool' not in node.outputs
+
+
+def test_collect_failed_state_points(aiida_profile):
+    """The calcfunction orders the failures like the state points and refuses a key that is not one of them."""
+    from aiida import orm
+
+    from aiida_mlpot.calculations.functions.sampling import collect_failed_state_points
+
+    points = orm.List(state_point_grid([1100.0, 1400.0], pressures_bar=[1.0, 1000.0]))
+    failures = orm.Dict({'T1400_P1000': 'exit 410', 'T1100_P1': 'exit 311'})
+    assert list(collect_failed_state_points(points, failures).get_dict()) == ['T1100_P1', 'T1400_P1000']
+    assert collect_failed_state_points(points, orm.Dict()).get_dict() == {}
+    with pytest.raises(ValueError, match='unknown state points'):
+        collect_failed_state_points(points, orm.Dict({'T1400_V1': 'x'}))
+
+
+# --- protocols --------------------------------------------------------------------------------------------------
+def test_protocols_hold_no_physics():
+    """Every protocol is numerical MD settings and wall time only: no state points, no potential."""
+    from aiida_mlpot.workflows.sampling import SamplingWorkChain
+
+    protocols = SamplingWorkChain.get_available_protocols()
+    assert set(protocols) == {'fast', 'balanced', 'stringent'}
+    assert SamplingWorkChain.get_default_protocol() == 'balanced'
+    for name in protocols:
+        inputs = SamplingWorkChain.get_protocol_inputs(name)
+        assert set(inputs) == {'md', 'md_parameters'}
+        assert set(inputs['md_parameters']) <= {
+            'timestep_fs',
+            'equilibration_steps',
+            'production_steps',
+            'dump_interval',
+            'seed',
+        }
+        assert inputs['md']['metadata']['options']['max_wallclock_seconds'] > 0
+
+
+def test_builder_from_protocol(aiida_localhost):
+    """The builder: protocol settings, overrides merged into them, options over the protocol's, state points as given."""
+    from aiida import orm
+
+    from aiida_mlpot.workflows.sampling import SamplingWorkChain
+
+    code = orm.InstalledCode(
+        label='no-lmp-b', computer=aiida_localhost, filepath_executable='/bin/true'
+    ).store()
+    points = state_point_grid([1100.0], pressures_bar=[1.0, 5000.0])
+    builder = SamplingWorkChain.get_builder_from_protocol(
+        code,
+        orm.StructureData(ase=nacl_box()),
+        'stringent',
+        overrides={'md_parameters': {'production_steps': 3000}},
+        options={'max_wallclock_seconds': 600, 'queue_name': 'debug'},
+        potential=nacl_tosi_fumi(),
+        state_points=points,
+    )
+    assert builder.md_parameters.get_dict() == {
+        'timestep_fs': 1.0,
+        'seed': 1,
+        'equilibration_steps': 20000,
+        'production_steps': 3000,
+        'dump_interval': 500,
+    }
+    assert builder.state_points.get_list() == points
+    options = builder.md.metadata.options
+    assert options.max_wallclock_seconds == 600 and options.queue_name == 'debug' and options.withmpi is False
+    with pytest.raises(ValueError, match='unknown override key `temperatures`'):
+        SamplingWorkChain.get_builder_from_protocol(
+            code,
+            orm.StructureData(ase=nacl_box()),
+            overrides={'temperatures': [1.0]},
+            potential=nacl_tosi_fumi(),
+            state_points=points,
+        )
 
 
 # --- validation before any job ------------------------------------------------------------------------------
@@ -195,12 +294,34 @@ def _nacl_potential_without(key):
 @pytest.mark.parametrize(
     ('change', 'match'),
     [
-        ({'temperatures': []}, 'temperatures` is empty'),
-        ({'volume_scales': []}, 'volume_scales` is empty'),
-        ({'temperatures': [-5.0]}, 'temperature must be positive'),
-        ({'timestep': 0.0}, 'timestep must be positive'),
+        ({'state_points': []}, 'state_points` is empty'),
+        (
+            {'state_points': [{'temperature': 1400.0, 'volume_scale': 1.0}]},
+            'unknown state point key `temperature`',
+        ),
+        (
+            {'state_points': [{'temperature_K': 1400.0}]},
+            'exactly one of `pressure_bar` (NPT) or `volume_scale`',
+        ),
+        (
+            {'state_points': [{'temperature_K': 1400.0, 'pressure_bar': 1.0, 'volume_scale': 1.0}]},
+            'exactly one',
+        ),
+        ({'state_points': [{'volume_scale': 1.0}]}, 'has no `temperature_K`'),
+        (
+            {'state_points': [{'temperature_K': '1400', 'volume_scale': 1.0}]},
+            '`temperature_K` of the state point',
+        ),
+        (
+            {'state_points': state_point_grid([1400.0, 1400.0])},
+            "state points ['T1400_V1'] are given more than once",
+        ),
+        ({'state_points': state_point_grid([-5.0])}, 'temperature_K must be positive'),
+        ({'state_points': state_point_grid([1400.0], volume_scales=[0.0])}, 'volume_scale must be positive'),
+        ({'timestep_fs': 0.0}, 'timestep_fs must be positive'),
         ({'dump_interval': 5000}, 'dump_interval must be between'),
-        ({'ensemble': 'npt', 'pressures': []}, 'non-empty list of `pressures`'),
+        ({'timestep': 2.0}, 'unknown key `timestep` in md_parameters'),
+        ({'temperature_K': 300.0}, 'unknown key `temperature_K` in md_parameters'),
         ({'potential': 'charges'}, 'charges` are missing'),
         ({'potential': 'pair'}, 'no pair_coeff line covers the species pair Cl-Cl'),
         ({'structure': 'close'}, 'closer than 0.5'),
@@ -215,6 +336,7 @@ def test_invalid_inputs(aiida_localhost, change, match):
     change = dict(change)
     atoms = nacl_box()
     potential = nacl_tosi_fumi()
+    points = change.pop('state_points', state_point_grid([1400.0]))
     if 'potential' in change:
         potential = _nacl_potential_without(change.pop('potential'))
     structure_case = change.pop('structure', None)
@@ -222,11 +344,11 @@ def test_invalid_inputs(aiida_localhost, change, match):
         atoms.positions[1] = atoms.positions[0] + [0.3, 0.0, 0.0]
     elif structure_case == 'npt_cluster':
         atoms.pbc = [True, True, False]
-        change.update({'ensemble': 'npt', 'pressures': [1.0]})
+        points = state_point_grid([1400.0], pressures_bar=[1.0])
     # no job is created: a code that would do nothing is enough
     code = orm.InstalledCode(
         label='no-lmp', computer=aiida_localhost, filepath_executable='/bin/true'
     ).store()
-    builder = builder_for(code, atoms, potential, **change)
-    with pytest.raises(ValueError, match=match):
+    builder = builder_for(code, atoms, potential, points, **change)
+    with pytest.raises(ValueError, match=re.escape(match)):
         run(builder)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase import units
+from ase.data import atomic_masses, atomic_numbers
 
 from aiida_mlpot.common.units import KCAL_PER_MOL_TO_EV, density_g_cm3
 from aiida_mlpot.presets import TOSI_FUMI_NACL, argon_lj, nacl_tosi_fumi
@@ -50,7 +52,10 @@ def test_tosi_fumi_unknown_long_range():
 def test_argon():
     potential = argon_lj()
     _, _, epsilon, sigma = potential['pair_coeff'][0].split()
-    assert float(epsilon) == pytest.approx(0.2381 * KCAL_PER_MOL_TO_EV) == pytest.approx(0.010325, abs=1e-6)
+    # 0.2381 kcal/mol is Rahman's ε/k_B = 119.8 K: both conversions from ase.units agree
+    assert float(epsilon) == pytest.approx(0.2381 * KCAL_PER_MOL_TO_EV)
+    assert float(epsilon) == pytest.approx(0.2381 * units.kcal / units.mol, rel=1e-9)
+    assert float(epsilon) == pytest.approx(119.8 * units.kB, rel=2e-4)
     assert float(sigma) == 3.405
     assert 'charges' not in potential
 
@@ -59,8 +64,11 @@ def test_random_box():
     atoms = random_box({'Na': 32, 'Cl': 32}, density=1.3, min_distance=2.2, seed=0)
     assert len(atoms) == 64 and atoms.get_chemical_symbols().count('Cl') == 32
     assert all(atoms.pbc)
-    # 64 NaCl-atoms at 1.3 g/cm³: 32 x 58.44 amu in 2388.7 Å^3 (L = 13.37 Å)
-    assert atoms.get_volume() == pytest.approx(2388.7, rel=1e-3)
+    # 32 NaCl formula units at 1.3 g/cm³ (about 2388.7 Å^3, L = 13.37 Å), from ASE's masses and the CODATA amu
+    mass_g = (
+        32 * (atomic_masses[atomic_numbers['Na']] + atomic_masses[atomic_numbers['Cl']]) * units._amu * 1e3
+    )
+    assert atoms.get_volume() == pytest.approx(mass_g / 1.3 * 1e24, rel=1e-8)  # 1 g/mol / N_A vs amu: 3e-10
     assert density_g_cm3(atoms.get_masses(), atoms.get_volume()) == pytest.approx(1.3)
     distances = atoms.get_all_distances(mic=True)
     assert distances[np.triu_indices(64, 1)].min() >= 2.2

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ('CRITERIA_DEFAULTS', 'convergence_verdict')
+from ase import Atoms
+
+from aiida_mlpot.analysis.errors import compute_errors
+from aiida_mlpot.common.keys import config_index
+
+__all__ = ('CRITERIA_DEFAULTS', 'audit_errors', 'convergence_verdict')
 
 #: Default criteria: audit force RMSE (eV/Å) and energy RMSE (meV/atom); hard limits.
 CRITERIA_DEFAULTS = {
@@ -95,4 +100,44 @@ def convergence_verdict(
         'iteration': int(iteration),
         'oracle_calls': int(oracle_calls),
         'reason': reason,
+    }
+
+
+def audit_errors(planned: Sequence[Atoms], labelled: Sequence[Atoms]) -> dict | None:
+    """Return the errors of the ML predictions on the audited frames against the oracle's labels.
+
+    :param planned: the frames sent to the oracle (:func:`aiida_mlpot.selection.active.plan_labels`): the ML
+        predictions as ``ml_energy``, ``ml_forces``, ``ml_virial``; audited ones have ``al_role == 'audit'``.
+    :param labelled: the oracle's labels; ``info['label_key']`` (``config_00003``) names the planned frame.
+        Frames the oracle failed on are simply absent.
+    :return: :func:`aiida_mlpot.analysis.errors.compute_errors` of the audited frames plus ``force_rmse``
+        (eV/Å, components) and ``energy_rmse`` (meV/atom) at the top level; None if no audited frame was
+        labelled.
+    """
+    references, predictions = [], []
+    for frame in labelled:
+        index = config_index(str(frame.info.get('label_key', '')))
+        if index is None or index >= len(planned) or planned[index].info.get('al_role') != 'audit':
+            continue
+        source = planned[index]
+        prediction = frame.copy()
+        prediction.calc = None
+        prediction.info = {'config_type': frame.info.get('config_type', source.info.get('al_replica', ''))}
+        prediction.arrays.pop('forces', None)
+        if 'ml_energy' in source.info:
+            prediction.info['energy'] = source.info['ml_energy']
+        if 'ml_forces' in source.arrays:
+            prediction.arrays['forces'] = source.arrays['ml_forces']
+        if 'ml_virial' in source.info:
+            prediction.info['virial'] = source.info['ml_virial']
+        references.append(frame)
+        predictions.append(prediction)
+    if not references:
+        return None
+    errors = compute_errors(references, predictions)
+    overall = errors['overall']
+    return {
+        **errors,
+        'force_rmse': overall['forces']['rmse'],
+        'energy_rmse': overall['energy_per_atom']['rmse'],
     }

@@ -101,3 +101,93 @@ def choose_distinct(
                 continue
         kept.append(index)
     return CandidateChoice(kept, refused, novelty)
+
+
+#: Label names of the package convention and the names they get on a frame sent to the oracle.
+_ML_NAMES = {'energy': 'ml_energy', 'virial': 'ml_virial', 'forces': 'ml_forces'}
+
+
+def as_candidate(frame: Atoms, **info) -> Atoms:
+    """Return a copy of an ML-MD frame to send to the oracle: ML labels renamed ``ml_*``, ``info`` added.
+
+    The ML predictions are kept (the audit compares them with the oracle's labels) but under names that
+    cannot be mistaken for reference labels. Frames flagged by the driver already carry ``ml_*`` names.
+    """
+    candidate = frame.copy()
+    candidate.calc = None
+    for name, renamed in _ML_NAMES.items():
+        store = candidate.arrays if name == 'forces' else candidate.info
+        if name in store:
+            store[renamed] = store.pop(name)
+    candidate.arrays.pop('momenta', None)
+    candidate.info.update(info)
+    return candidate
+
+
+def plan_labels(
+    replicas: dict[str, dict],
+    training: Sequence[Atoms],
+    audit_per_replica: int,
+    max_candidates: int,
+    min_distance: float,
+    soap: dict | None = None,
+) -> tuple[list[Atoms], dict]:
+    """Return the frames of one iteration to send to the oracle (audit frames, then candidates) and the record.
+
+    :param replicas: per exploration replica ``{'outcome': ..., 'trajectory': [Atoms], 'flagged': [Atoms]}``.
+        Frame 0 of a trajectory is the start frame (not visited); when the run did not complete, its last frame
+        is the triggering (extrapolation) or failing (unstable) frame.
+    :param training: the current training configurations (candidates must be new to them).
+    :param audit_per_replica: frames visited WITHOUT a trigger, spread in time, relabelled to measure the
+        error on what the MD visits.
+    :param max_candidates: at most this many candidates (flagged frames, and the last good frame of an
+        unstable run) are kept, by decreasing score, distinct (:func:`choose_distinct`).
+    :return: the frames (``info['al_role']`` ``audit`` or ``candidate``, ``info['al_replica']``, ML labels as
+        ``ml_*``) and a JSON-serialisable record of every choice with its reason.
+    """
+    audit, pool, sources = [], [], []
+    record: dict = {'replicas': {}, 'audit': [], 'candidates': {}}
+    for key in sorted(replicas):
+        replica = replicas[key]
+        trajectory = list(replica.get('trajectory') or [])
+        outcome = replica['outcome']
+        visited = list(range(1, len(trajectory) - (0 if outcome == 'completed' else 1)))
+        picked = spread_in_time(visited, audit_per_replica)
+        for index in picked:
+            frame = trajectory[index]
+            audit.append(as_candidate(frame, al_role='audit', al_replica=key))
+            record['audit'].append({'replica': key, 'frame': index, 'step': frame.info.get('step')})
+        sources_here = []
+        for index, frame in enumerate(replica.get('flagged') or []):
+            pool.append(as_candidate(frame, al_role='candidate', al_replica=key, al_source='flagged'))
+            sources.append(
+                {'replica': key, 'source': 'flagged', 'frame': index, 'step': frame.info.get('step')}
+            )
+            sources_here.append(index)
+        if outcome == 'unstable' and len(trajectory) >= 2:
+            frame = trajectory[-2]
+            pool.append(as_candidate(frame, al_role='candidate', al_replica=key, al_source='last_good_frame'))
+            sources.append({'replica': key, 'source': 'last_good_frame', 'frame': len(trajectory) - 2,
+                            'step': frame.info.get('step')})  # fmt: skip
+        record['replicas'][key] = {
+            'outcome': outcome,
+            'n_frames': len(trajectory),
+            'audited_frames': picked,
+            'n_flagged': len(sources_here),
+        }
+    scores = [frame.info.get('uncertainty') for frame in pool]
+    choice = choose_distinct(pool, scores, training, max_candidates, min_distance, soap)
+    candidates = [pool[index] for index in choice.kept]
+    for index, source in enumerate(sources):
+        entry = {
+            **source,
+            'score': scores[index],
+            'novelty': choice.novelty[index] if choice.novelty else None,
+        }
+        entry['kept'] = index in choice.kept
+        if index in choice.refused:
+            entry['reason'] = choice.refused[index]
+        record['candidates'][str(index)] = entry
+    record['n_audit'] = len(audit)
+    record['n_candidates'] = len(candidates)
+    return audit + candidates, record

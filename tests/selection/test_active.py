@@ -56,3 +56,57 @@ def test_choose_distinct_caps_and_ranks_missing_scores_first():
 def test_choose_distinct_checks_lengths():
     with pytest.raises(ValueError, match='2 candidates but 1 scores'):
         choose_distinct([_crystal(), _crystal()], [0.1], [_crystal()], 1, 0.1)
+
+
+def _visited(seed: int, step: int):
+    atoms = _rattled(seed, 0.25)
+    atoms.info.update({'energy': -30.0 - seed, 'virial': np.eye(3), 'step': step, 'uncertainty': 0.01 * seed})
+    atoms.arrays['forces'] = np.full((len(atoms), 3), 0.1 * seed)
+    atoms.arrays['momenta'] = np.ones((len(atoms), 3))
+    return atoms
+
+
+def test_plan_labels_audits_untriggered_frames_and_keeps_distinct_candidates():
+    from aiida_mlpot.selection.active import plan_labels
+
+    completed = [_visited(seed, 10 * seed) for seed in range(6)]
+    triggered = [_visited(seed, 10 * (seed - 10)) for seed in range(10, 15)]
+    flagged = [frame.copy() for frame in triggered[-2:]]
+    unstable = [_visited(seed, seed) for seed in range(20, 23)]
+    replicas = {
+        'T1400': {'outcome': 'completed', 'trajectory': completed, 'flagged': []},
+        'T1100': {'outcome': 'extrapolation', 'trajectory': triggered, 'flagged': flagged},
+        'T1700': {'outcome': 'unstable', 'trajectory': unstable, 'flagged': []},
+    }
+    frames, record = plan_labels(replicas, [_crystal()], 2, 10, 0.01, SOAP)
+    audits = [frame for frame in frames if frame.info['al_role'] == 'audit']
+    # never the start frame; never the triggering or failing last frame
+    assert record['replicas']['T1400']['audited_frames'] == [3, 5]
+    assert record['replicas']['T1100']['audited_frames'] == [2, 3]
+    assert record['replicas']['T1700']['audited_frames'] == [1]
+    assert len(audits) == 5 and all('energy' not in f.info and 'forces' not in f.arrays for f in frames)
+    assert all('ml_forces' in f.arrays and 'momenta' not in f.arrays for f in frames)
+    candidates = [frame for frame in frames if frame.info['al_role'] == 'candidate']
+    assert [f.info['al_source'] for f in candidates] == ['last_good_frame', 'flagged', 'flagged']
+    assert record['n_candidates'] == 3 and all(entry['kept'] for entry in record['candidates'].values())
+
+
+def test_audit_errors_compare_ml_predictions_with_oracle_labels():
+    from aiida_mlpot.analysis.convergence import audit_errors
+    from aiida_mlpot.common.keys import config_key
+    from aiida_mlpot.selection.active import as_candidate
+
+    planned = [
+        as_candidate(_visited(seed, seed), al_role=role) for seed, role in ((1, 'audit'), (2, 'candidate'))
+    ]
+    labelled = []
+    for index, frame in enumerate(planned):
+        reference = frame.copy()
+        reference.info = {'energy': frame.info['ml_energy'] - 0.64, 'label_key': config_key(index)}
+        reference.arrays['forces'] = frame.arrays['ml_forces'] + 0.2
+        labelled.append(reference)
+    errors = audit_errors(planned, labelled)
+    assert errors['n_configs'] == 1  # only the audited frame counts
+    assert errors['force_rmse'] == pytest.approx(0.2)
+    assert errors['energy_rmse'] == pytest.approx(640.0 / 8)  # meV/atom over 8 atoms
+    assert audit_errors(planned, labelled[1:]) is None

@@ -1,0 +1,154 @@
+"""Calcfunctions of the active-learning loop: every decision it makes is one of their outputs.
+
+* :func:`plan_iteration`: from the exploration replicas (trajectory, flagged frames, summary), which frames
+  the oracle labels this iteration: audit frames (visited without a trigger) and distinct candidates.
+* :func:`assess_iteration`: the audit errors of the current potential on what its MD visited, and the
+  verdict (go on, converged, or stopped by a hard limit, and why).
+* :func:`grow_training_set`: the labelled candidates join the training set, the labelled audit frames the
+  test set (their labels are never wasted).
+
+The logic is pure (:mod:`aiida_mlpot.selection.active`, :mod:`aiida_mlpot.analysis.convergence`); these
+wrappers only convert nodes.
+"""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import calcfunction
+
+from aiida_mlpot.analysis.convergence import audit_errors, convergence_verdict
+from aiida_mlpot.calculations.functions.exit_codes import calcfunction_exit
+from aiida_mlpot.common.keys import config_index
+from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.selection.active import plan_labels
+
+__all__ = ('EXIT_CODES', 'assess_iteration', 'grow_training_set', 'plan_iteration')
+
+#: Exit codes of the calcfunctions (label: (status, message)).
+EXIT_CODES = {
+    'ERROR_INVALID_SPEC': (201, 'the spec is invalid: {message}'),
+}
+
+#: Keys of the ``spec`` of :func:`plan_iteration`.
+PLAN_KEYS = ('audit_per_replica', 'max_per_iteration', 'min_distance', 'soap', 'iteration', 'budget')
+
+
+def _replicas(kwargs: dict) -> dict[str, dict]:
+    replicas: dict[str, dict] = {}
+    for name, node in kwargs.items():
+        kind, _, key = name.partition('_')
+        replica = replicas.setdefault(key, {'outcome': 'missing', 'trajectory': [], 'flagged': []})
+        if kind == 'summary':
+            replica['outcome'] = node.get_dict().get('outcome', 'missing')
+            replica['steps_done'] = node.get_dict().get('steps_done', 0)
+        elif kind in ('trajectory', 'flagged'):
+            replica[kind] = node.to_ase()
+    return replicas
+
+
+@calcfunction
+def plan_iteration(training: DatasetData, spec: orm.Dict, **replicas) -> dict:
+    """Choose the frames the oracle labels in one iteration: audit frames and distinct candidates.
+
+    :param training: the training set of the potential that drove the exploration.
+    :param spec: ``audit_per_replica`` (int), ``max_per_iteration`` (int), ``min_distance`` (SOAP distance
+        below which a candidate is a duplicate), ``soap`` (settings), ``iteration`` (int), ``budget`` (oracle
+        calls left; candidates beyond it are dropped, audits first).
+    :param replicas: per exploration replica ``<key>``: ``summary_<key>`` (Dict), ``trajectory_<key>`` and
+        optionally ``flagged_<key>`` (DatasetData).
+    :return: ``decision`` (Dict: per replica the outcome and audited frames, per candidate its score, novelty,
+        whether it was kept and why not) and, if any frame is to be labelled, ``to_label`` (DatasetData:
+        ``info['al_role']`` audit | candidate, ``al_replica``, ``al_iteration``; ML predictions as ``ml_*``).
+    """
+    settings = spec.get_dict()
+    unknown = sorted(set(settings) - set(PLAN_KEYS))
+    missing = sorted({'audit_per_replica', 'max_per_iteration', 'min_distance'} - set(settings))
+    if unknown or missing:
+        message = f'unknown keys {unknown}' if unknown else f'missing keys {missing}'
+        return calcfunction_exit(EXIT_CODES, 'ERROR_INVALID_SPEC', message=f'{message}; known: {PLAN_KEYS}')
+    frames, record = plan_labels(
+        _replicas(replicas),
+        training.to_ase(),
+        audit_per_replica=int(settings['audit_per_replica']),
+        max_candidates=int(settings['max_per_iteration']),
+        min_distance=float(settings['min_distance']),
+        soap=settings.get('soap'),
+    )
+    budget = settings.get('budget')
+    if budget is not None and len(frames) > budget:
+        record['dropped_for_budget'] = len(frames) - int(budget)
+        frames = frames[: max(int(budget), 0)]
+    for frame in frames:
+        frame.info['al_iteration'] = int(settings.get('iteration', 0))
+    record['n_to_label'] = len(frames)
+    outputs = {'decision': orm.Dict(record)}
+    if frames:
+        outputs['to_label'] = DatasetData.from_ase(frames, allow_partial=True)
+    return outputs
+
+
+@calcfunction
+def assess_iteration(decision: orm.Dict, criteria: orm.Dict, state: orm.Dict, **labels) -> dict:
+    """Measure the audit errors and decide whether the loop stops.
+
+    :param decision: the ``decision`` of :func:`plan_iteration` (replica outcomes).
+    :param criteria: ``audit_force_rmse`` (eV/Å), ``audit_energy_rmse`` (meV/atom or None),
+        ``max_iterations``, ``max_oracle_calls``, ``target_steps``.
+    :param state: ``iteration`` and ``oracle_calls`` (cumulative, this iteration's included).
+    :param labels: ``planned`` (the ``to_label`` DatasetData) and ``labelled`` (the oracle's labels), absent
+        when nothing was labelled.
+    :return: ``verdict`` (Dict: converged, stop, criterion, reason, ...) and ``audit`` (Dict: the errors of
+        the audited frames, when any was labelled).
+    """
+    settings = criteria.get_dict()
+    values = state.get_dict()
+    target = int(settings['target_steps'])
+    replicas = [
+        {
+            'key': key,
+            'outcome': entry['outcome'],
+            'steps_done': entry.get('steps_done', target if entry['outcome'] == 'completed' else 0),
+            'target_steps': target,
+        }
+        for key, entry in sorted(decision.get_dict()['replicas'].items())
+    ]
+    errors = None
+    if 'planned' in labels and 'labelled' in labels:
+        errors = audit_errors(labels['planned'].to_ase(), labels['labelled'].to_ase())
+    limits = {key: settings[key] for key in settings if key != 'target_steps'}
+    verdict = convergence_verdict(replicas, errors, limits, values['iteration'], values['oracle_calls'])
+    outputs = {'verdict': orm.Dict(verdict)}
+    if errors is not None:
+        outputs['audit'] = orm.Dict(errors)
+    return outputs
+
+
+@calcfunction
+def grow_training_set(train: DatasetData, test: DatasetData, **labels) -> dict:
+    """Add an iteration's labels: candidates to the training set, audited frames to the test set.
+
+    :param train: the current training set; ``test``: the current test set.
+    :param labels: ``planned`` (the ``to_label`` DatasetData, roles in ``info['al_role']``) and ``labelled``
+        (the oracle's labels, ``info['label_key']`` naming the planned frame).
+    :return: ``train`` and ``test`` (new DatasetData; the added frames keep ``al_role``, ``al_replica`` and
+        ``al_iteration``, the ML predictions are dropped).
+    """
+    planned = labels['planned'].to_ase()
+    new_train, new_test = train.to_ase(), test.to_ase()
+    for frame in labels['labelled'].to_ase():
+        index = config_index(str(frame.info.get('label_key', '')))
+        if index is None or index >= len(planned):
+            continue
+        source = planned[index]
+        for key in ('al_role', 'al_replica', 'al_iteration', 'al_source', 'step'):
+            if key in source.info:
+                frame.info[key] = source.info[key]
+        for key in ('ml_energy', 'ml_virial', 'uncertainty', 'flagged'):
+            frame.info.pop(key, None)
+        frame.arrays.pop('ml_forces', None)
+        (new_test if source.info.get('al_role') == 'audit' else new_train).append(frame)
+    # labels of mixed origin (pool frames with per-atom energies, oracle frames without) are allowed
+    return {
+        'train': DatasetData.from_ase(new_train, allow_partial=True),
+        'test': DatasetData.from_ase(new_test, allow_partial=True),
+    }

@@ -1,0 +1,160 @@
+"""`EvaluateCalculation`: a GAP's predictions on every configuration of a dataset, computed on the compute node.
+
+The calculation runs :mod:`aiida_mlpot.engines.evaluate` with the ``python`` code of the environment (command
+line ``python -m aiida_mlpot.engines.evaluate input.json``), so that evaluating a growing test set never runs
+inside a daemon worker. ``prepare_for_submission`` only writes the JSON input and asks for the potential files
+and the dataset file to be copied; the :class:`~aiida_mlpot.parsers.evaluate.EvaluateParser` attaches the
+``predictions``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiida import orm
+from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.folders import Folder
+from aiida.engine import CalcJob
+
+from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.data.potential import GapPotentialData
+
+__all__ = ('EvaluateCalculation', 'PARAMETERS', 'validate_inputs', 'validate_parameters')
+
+#: Keys of the ``parameters`` input: (type, default, meaning).
+PARAMETERS = {
+    'uncertainty': (
+        bool,
+        False,
+        "also compute each frame's GAP predictive std (max over atoms of sqrt(local_gap_variance), eV) "
+        "as info['uncertainty']",
+    ),
+}
+
+
+def validate_parameters(node, _) -> str | None:
+    """Return an error message naming the first unknown key or wrong value of ``parameters``."""
+    if node is None:
+        return None
+    for key, value in node.get_dict().items():
+        if key not in PARAMETERS:
+            return f'`parameters.{key}`: unknown key; allowed: {", ".join(PARAMETERS)}'
+        kind = PARAMETERS[key][0]
+        if not isinstance(value, kind):
+            return f'`parameters.{key}`: must be a {kind.__name__}; got {value!r}'
+    return None
+
+
+def validate_inputs(inputs, _) -> str | None:
+    """Refuse an empty dataset and species the potential does not know, naming them."""
+    if 'dataset' not in inputs or 'potential' not in inputs:
+        return None  # reported by the port validation
+    dataset, potential = inputs['dataset'], inputs['potential']
+    if dataset.n_configs == 0:
+        return 'the `dataset` holds no configuration: there is nothing to evaluate'
+    unknown = sorted(set(dataset.species) - set(potential.species))
+    if unknown:
+        return (
+            f'the `dataset` holds species {", ".join(unknown)} that the potential does not know (it knows '
+            f'{", ".join(potential.species)})'
+        )
+    return None
+
+
+class EvaluateCalculation(CalcJob):
+    """Predict energy, forces and virial (and optionally the GAP predictive std) of every configuration."""
+
+    FILENAME_INPUT = 'input.json'
+    FILENAME_DATASET = 'dataset.xyz'
+    FILENAME_PREDICTIONS = 'predictions.xyz'
+    FILENAME_SUMMARY = 'summary.json'
+    FILENAME_STDOUT = 'driver.out'
+    FILENAME_STDERR = 'driver.err'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('potential', valid_type=GapPotentialData, help='The GAP to evaluate.')
+        spec.input(
+            'dataset',
+            valid_type=DatasetData,
+            help='The configurations to evaluate (their labels, if any, are not used).',
+        )
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_parameters,
+            help='Optional settings: '
+            + '; '.join(
+                f'`{key}` ({kind.__name__}, default {default}): {meaning}'
+                for key, (kind, default, meaning) in PARAMETERS.items()
+            ),
+        )
+        spec.inputs.validator = validate_inputs
+        options = spec.inputs['metadata']['options']
+        options['input_filename'].default = cls.FILENAME_INPUT
+        options['output_filename'].default = cls.FILENAME_STDOUT
+        options['parser_name'].default = 'mlpot.evaluate'
+        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        options['withmpi'].default = False
+
+        spec.output(
+            'predictions',
+            valid_type=DatasetData,
+            help='The configurations in the same order, labelled by the GAP: energy (eV), forces (eV/Å), virial '
+            '(eV, periodic cells); config_type, source_uuid, step, frame, split_index and pool_index kept; '
+            '`uncertainty` (eV) when asked.',
+        )
+
+        spec.exit_code(
+            301, 'ERROR_OUTPUT_SUMMARY_MISSING', message='`summary.json` was not retrieved: {detail}'
+        )
+        spec.exit_code(
+            302, 'ERROR_OUTPUT_SUMMARY_INVALID', message='`summary.json` cannot be read: {exception}'
+        )
+        spec.exit_code(
+            303, 'ERROR_OUTPUT_PREDICTIONS_MISSING', message='`predictions.xyz` is missing or empty.'
+        )
+        spec.exit_code(
+            304,
+            'ERROR_OUTPUT_PREDICTIONS_INVALID',
+            message='the predicted configurations cannot be read or do not match the dataset: {exception}',
+        )
+        spec.exit_code(
+            310, 'ERROR_DRIVER_FAILED', message='the evaluation driver stopped with an error: {reason}'
+        )
+
+    def prepare_for_submission(self, folder: Folder) -> CalcInfo:
+        """Write ``input.json``; copy the potential files and the dataset file."""
+        potential, dataset = self.inputs.potential, self.inputs.dataset
+        parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
+        config = {
+            'dataset': self.FILENAME_DATASET,
+            'potential': {'xml': potential.xml_filename},
+            'predictions': self.FILENAME_PREDICTIONS,
+            'summary': self.FILENAME_SUMMARY,
+            'uncertainty': bool(parameters.get('uncertainty', PARAMETERS['uncertainty'][1])),
+        }
+        with folder.open(self.FILENAME_INPUT, 'w') as handle:
+            json.dump(config, handle, indent=1)
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['-m', 'aiida_mlpot.engines.evaluate', self.FILENAME_INPUT]
+        codeinfo.stdout_name = self.FILENAME_STDOUT
+        codeinfo.stderr_name = self.FILENAME_STDERR
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.local_copy_list = [
+            *((potential.uuid, name, name) for name in potential.filenames),
+            (dataset.uuid, dataset.filename, self.FILENAME_DATASET),
+        ]
+        calcinfo.retrieve_list = [
+            self.FILENAME_SUMMARY,
+            self.FILENAME_PREDICTIONS,
+            self.FILENAME_STDOUT,
+            self.FILENAME_STDERR,
+        ]
+        return calcinfo

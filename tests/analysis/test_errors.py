@@ -98,3 +98,17 @@ def test_calcfunction_on_datasets(aiida_profile, hand_case):
     assert overall['forces']['max'] == pytest.approx(0.4)
     with result['parity_plot'].open(mode='rb') as handle:
         assert handle.read(4) == b'\x89PNG'
+
+
+def test_calcfunction_refuses_mismatched_datasets(aiida_profile, hand_case):
+    from aiida_mlpot.calculations.functions.metrics import EXIT_CODES, compute_error_metrics
+    from aiida_mlpot.data.dataset import DatasetData
+
+    reference, predicted = hand_case
+    _, node = compute_error_metrics.run_get_node(
+        DatasetData.from_ase(reference), DatasetData.from_ase(predicted[:1])
+    )
+    assert node.exit_status == EXIT_CODES['ERROR_MISMATCHED_DATASETS'][0] == 213
+    assert '2 reference but 1 predicted configurations' in node.exit_message
+    _, node = compute_error_metrics.run_get_node(DatasetData.from_ase([]), DatasetData.from_ase([]))
+    assert node.exit_status == 211 and node.exit_message == 'the dataset is empty'

@@ -2,73 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 import pathlib
 
-import yaml
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, if_, process_handler, while_
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, ToContext, if_, process_handler, while_
 
-from aiida_mlpot.calculations.functions.metrics import compute_error_metrics, evaluate_potential
+from aiida_mlpot.calculations.evaluate import EvaluateCalculation
+from aiida_mlpot.calculations.functions.metrics import compute_error_metrics
 from aiida_mlpot.calculations.gap_fit import GapFitCalculation, declared_memory_mb, validate_fit_inputs
-from aiida_mlpot.calculations.gap_params import dataset_stats, estimate_memory, reduce_sparse_points
 from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.inputs.gap_fit import dataset_stats, plan_memory, reduce_sparse_points
+from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 
-__all__ = ('GapFitWorkChain', 'load_protocol', 'plan_memory')
-
-PROTOCOL_FILE = pathlib.Path(__file__).parent / 'protocols' / 'gap_fit.yaml'
-
-
-def load_protocol(name: str | None = None) -> dict:
-    """Return the fit parameters and options of protocol ``name`` (``fast``, ``balanced``, ``stringent``)."""
-    content = yaml.safe_load(PROTOCOL_FILE.read_text())
-    name = name or content['default_protocol']
-    if name not in content['protocols']:
-        raise ValueError(f'unknown protocol `{name}`; choose from {", ".join(content["protocols"])}')
-    protocol = content['protocols'][name]
-    parameters = copy.deepcopy(content['default_inputs']['parameters'])
-    parameters['descriptors'] = copy.deepcopy(protocol['descriptors'])
-    parameters['default_sigma'] = dict(protocol.get('default_sigma', parameters['default_sigma']))
-    return {'parameters': parameters, 'options': dict(content['default_inputs']['options'])}
-
-
-def _recursive_merge(base: dict, overrides: dict) -> dict:
-    result = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _recursive_merge(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
-def plan_memory(parameters: dict, stats, limit_mb: float | None, factor: float = 0.5) -> tuple[dict, str]:
-    """Return parameters whose estimated peak memory fits ``limit_mb`` and a note of what was changed.
-
-    Sparse points are scaled by ``factor`` until the estimate fits. Raises ``ValueError`` with a clear
-    message when it cannot fit (the descriptor arrays alone exceed the limit).
-    """
-    estimate = estimate_memory(parameters, stats)
-    if limit_mb is None or estimate['total_mb'] <= limit_mb:
-        return parameters, ''
-    original = estimate['total_mb']
-    current = parameters
-    while estimate['total_mb'] > limit_mb:
-        reduced = reduce_sparse_points(current, factor)
-        if reduced is None:
-            raise ValueError(
-                f'the fit needs about {estimate["total_mb"]:.0f} MB even with the fewest sparse points '
-                f'(descriptor arrays {estimate["descriptors_mb"]:.0f} MB), more than the {limit_mb:.0f} MB declared: '
-                'use fewer configurations or smaller descriptors (n_max, l_max), or declare more memory'
-            )
-        current = reduced
-        estimate = estimate_memory(current, stats)
-    counts = [d['n_sparse'] for d in current['descriptors']]
-    return current, (
-        f'estimated {original:.0f} MB > declared {limit_mb:.0f} MB: n_sparse reduced to {counts} '
-        f'(estimate {estimate["total_mb"]:.0f} MB)'
-    )
+__all__ = ('GapFitWorkChain', 'validate_inputs')
 
 
 def _validate_gap_fit_namespace(value, _):
@@ -78,17 +25,30 @@ def _validate_gap_fit_namespace(value, _):
     return validate_fit_inputs(value['parameters'].get_dict(), value['dataset'])
 
 
-class GapFitWorkChain(BaseRestartWorkChain):
+def validate_inputs(value, _):
+    """The evaluation inputs go with a ``test_dataset``: both or neither."""
+    evaluate = value.get('evaluate') or {}
+    if 'test_dataset' in value and 'code' not in evaluate:
+        return 'a `test_dataset` needs `evaluate.code`: the python code that evaluates the potential on it'
+    if 'test_dataset' not in value and evaluate:
+        return f'`evaluate.{next(iter(evaluate))}` is given without a `test_dataset` to evaluate'
+    return None
+
+
+class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """Fit a GAP with :class:`GapFitCalculation`, restarting on out-of-memory and walltime; then evaluate it.
 
     Before the first launch the memory is planned: if the estimate exceeds the declared memory, the sparse
     points are reduced until it fits, or the workchain stops with ``ERROR_INSUFFICIENT_MEMORY``. On an
     out-of-memory failure the sparse points of every descriptor are scaled by ``sparse_reduction_factor``;
-    on a walltime failure the walltime is scaled by ``walltime_factor``. With a ``test_dataset`` the
-    potential is evaluated on it (``evaluate_potential``) and compared (``compute_error_metrics``).
+    on a walltime failure the walltime is scaled by ``walltime_factor``. With a ``test_dataset`` the potential
+    is evaluated on it on the compute node (:class:`EvaluateCalculation`, inputs under ``evaluate``) and the
+    predictions are compared with the reference labels (``compute_error_metrics``); a failure of either is
+    ``ERROR_SUB_PROCESS_FAILED_EVALUATION``.
     """
 
     _process_class = GapFitCalculation
+    _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'gap_fit.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -102,6 +62,16 @@ class GapFitWorkChain(BaseRestartWorkChain):
             required=False,
             help='Held-out configurations with reference labels; the potential is evaluated on them.',
         )
+        spec.expose_inputs(
+            EvaluateCalculation,
+            namespace='evaluate',
+            exclude=('potential', 'dataset'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': 'Inputs of the test-set evaluation (`code`: the python code; with `test_dataset` only).',
+            },
+        )
         spec.input(
             'sparse_reduction_factor',
             valid_type=orm.Float,
@@ -114,6 +84,11 @@ class GapFitWorkChain(BaseRestartWorkChain):
             default=lambda: orm.Float(2.0),
             help='Factor applied to max_wallclock_seconds after a walltime failure.',
         )
+        # Exposing gives a namespace the calculation's valid_type, which turns it dynamic (a plumpy quirk): close
+        # them again, so that an unknown key is refused at launch and by the protocol's override check.
+        for namespace in ('gap_fit', 'evaluate'):
+            spec.inputs[namespace].dynamic = False
+        spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
             cls.plan_memory,
@@ -123,7 +98,9 @@ class GapFitWorkChain(BaseRestartWorkChain):
             ),
             cls.results,
             if_(cls.should_evaluate)(
-                cls.evaluate,
+                cls.run_evaluation,
+                cls.inspect_evaluation,
+                cls.compute_metrics,
             ),
         )
         spec.expose_outputs(GapFitCalculation)
@@ -146,16 +123,9 @@ class GapFitWorkChain(BaseRestartWorkChain):
         spec.exit_code(
             420,
             'ERROR_SUB_PROCESS_FAILED_EVALUATION',
-            message='Evaluating the potential on the test set failed.',
+            message='Evaluating the potential on the test set failed: {process} finished with exit status '
+            '{status}: {message}',
         )
-        spec.exit_code(
-            421, 'ERROR_SUB_PROCESS_FAILED_METRICS', message='Computing the test-set error metrics failed.'
-        )
-
-    @classmethod
-    def get_protocol_names(cls) -> list[str]:
-        """Return the available protocols."""
-        return list(yaml.safe_load(PROTOCOL_FILE.read_text())['protocols'])
 
     @classmethod
     def get_builder_from_protocol(
@@ -166,22 +136,41 @@ class GapFitWorkChain(BaseRestartWorkChain):
         overrides: dict | None = None,
         options: dict | None = None,
         test_dataset: DatasetData | None = None,
+        python_code: orm.AbstractCode | None = None,
     ):
-        """Return a builder with the parameters of ``protocol`` for fitting ``dataset`` with ``code``.
+        """Return a builder with the inputs of ``protocol`` for fitting ``dataset`` with the ``gap_fit`` ``code``.
 
-        :param overrides: merged recursively into the parameters dictionary (e.g. ``{'seed': 2}`` or
-            ``{'baseline': {...}}``; a ``descriptors`` list replaces the protocol's list).
-        :param options: merged into ``metadata.options`` of the calculation.
+        :param protocol: ``fast``, ``balanced`` (default) or ``stringent`` (``get_available_protocols()``).
+        :param overrides: inputs keyed like the ports, merged recursively over the protocol's (e.g.
+            ``{'gap_fit': {'parameters': {'seed': 2}}}``; a ``descriptors`` list replaces the protocol's list).
+            An unknown key is a ``ValueError`` naming it; the keys inside ``gap_fit.parameters`` are checked by
+            the parameters validator when the builder is launched.
+        :param options: merged into ``metadata.options`` of the fit and of the evaluation.
+        :param test_dataset: held-out configurations; needs ``python_code``.
+        :param python_code: the python code that runs the evaluation on the compute node.
         """
-        settings = load_protocol(protocol)
-        parameters = _recursive_merge(settings['parameters'], overrides or {})
+        if test_dataset is None and python_code is not None:
+            raise ValueError(
+                '`python_code` evaluates the potential on a `test_dataset`: give one, or no code'
+            )
+        if test_dataset is not None and python_code is None:
+            raise ValueError('a `test_dataset` needs the `python_code` that evaluates the potential on it')
+        if test_dataset is None and 'evaluate' in (overrides or {}):
+            raise ValueError('`evaluate` overrides need a `test_dataset`')
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        namespaces = ('gap_fit', 'evaluate') if test_dataset is not None else ('gap_fit',)
+        if test_dataset is None:
+            inputs.pop('evaluate', None)
+        for namespace in namespaces:
+            metadata = inputs.setdefault(namespace, {}).setdefault('metadata', {})
+            metadata['options'] = {**metadata.get('options', {}), **(options or {})}
         builder = cls.get_builder()
+        populate_builder(builder, inputs)
         builder.gap_fit.code = code
         builder.gap_fit.dataset = dataset
-        builder.gap_fit.parameters = orm.Dict(parameters)
-        builder.gap_fit.metadata.options = {**settings['options'], **(options or {})}
         if test_dataset is not None:
             builder.test_dataset = test_dataset
+            builder.evaluate.code = python_code
         return builder
 
     def setup(self):
@@ -216,23 +205,41 @@ class GapFitWorkChain(BaseRestartWorkChain):
         """Return whether a test set was given."""
         return 'test_dataset' in self.inputs
 
-    def evaluate(self):
-        """Evaluate the potential on the test set and compute the error metrics (both calcfunctions)."""
-        potential = self.outputs['potential']
-        predictions = evaluate_potential(
-            potential, self.inputs.test_dataset, metadata={'call_link_label': 'evaluate_potential'}
+    def run_evaluation(self):
+        """Evaluate the fitted potential on the test set on the compute node."""
+        inputs = AttributeDict(self.exposed_inputs(EvaluateCalculation, 'evaluate'))
+        inputs.potential = self.outputs['potential']
+        inputs.dataset = self.inputs.test_dataset
+        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': 'evaluate'}
+        node = self.submit(EvaluateCalculation, **inputs)
+        self.report(
+            f'launching EvaluateCalculation<{node.pk}> on {self.inputs.test_dataset.n_configs} configurations'
         )
-        if not isinstance(predictions, DatasetData):
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EVALUATION
-        result = compute_error_metrics(
+        return ToContext(evaluation=node)
+
+    def inspect_evaluation(self):
+        """Stop with ``ERROR_SUB_PROCESS_FAILED_EVALUATION`` unless the evaluation finished ok."""
+        node = self.ctx.evaluation
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EVALUATION.format(
+                process=f'{node.process_label}<{node.pk}>', status=node.exit_status, message=node.exit_message
+            )
+        self.out('predictions', node.outputs.predictions)
+        return None
+
+    def compute_metrics(self):
+        """Compare the predictions with the reference labels (``compute_error_metrics``, a calcfunction)."""
+        predictions = self.ctx.evaluation.outputs.predictions
+        results, node = compute_error_metrics.run_get_node(
             self.inputs.test_dataset, predictions, metadata={'call_link_label': 'compute_error_metrics'}
         )
-        if 'metrics' not in result:
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_METRICS
-        self.out('predictions', predictions)
-        self.out('metrics', result['metrics'])
-        self.out('parity_plot', result['parity_plot'])
-        overall = result['metrics'].get_dict()['overall']
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EVALUATION.format(
+                process=f'{node.process_label}<{node.pk}>', status=node.exit_status, message=node.exit_message
+            )
+        self.out('metrics', results['metrics'])
+        self.out('parity_plot', results['parity_plot'])
+        overall = results['metrics'].get_dict()['overall']
         summary = ', '.join(
             f'{name} RMSE {stats["rmse"]:.4g} {stats["unit"]}' for name, stats in overall.items()
         )

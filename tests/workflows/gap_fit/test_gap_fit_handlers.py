@@ -42,27 +42,29 @@ def workchain(aiida_profile, code_gap_fit):
         frames.append(atoms)
     dataset = DatasetData.from_ase(frames).store()
 
-    def factory(parameters=PARAMETERS, **options):
+    def factory(parameters=PARAMETERS, extra_inputs=None, **options):
         inputs = {
             'gap_fit': {
                 'code': code_gap_fit,
                 'dataset': dataset,
                 'parameters': orm.Dict(parameters),
                 'metadata': {'options': {'resources': {'num_machines': 1}, **options}},
-            }
+            },
+            **(extra_inputs or {}),
         }
         process = instantiate_process(get_manager().get_runner(), GapFitWorkChain, **inputs)
         process.setup()
         return process
 
+    factory.dataset = dataset
     return factory
 
 
-def failed_calc(localhost, exit_code, **options):
+def failed_calc(localhost, exit_code, process_type='aiida.calculations:mlpot.gap_fit', **options):
     from aiida import orm
     from aiida.engine import ProcessState
 
-    node = orm.CalcJobNode(computer=localhost, process_type='aiida.calculations:mlpot.gap_fit')
+    node = orm.CalcJobNode(computer=localhost, process_type=process_type)
     node.set_option('resources', {'num_machines': 1})
     for key, value in options.items():
         node.set_option(key, value)
@@ -111,7 +113,7 @@ def test_walltime_handler_doubles_walltime(workchain, localhost):
 
 
 def test_memory_planning_reduces_or_refuses(workchain):
-    from aiida_mlpot.calculations.gap_params import dataset_stats, estimate_memory
+    from aiida_mlpot.inputs.gap_fit import dataset_stats, estimate_memory
 
     process = workchain()
     stats = dataset_stats(process.ctx.inputs.dataset.to_ase())
@@ -123,3 +125,28 @@ def test_memory_planning_reduces_or_refuses(workchain):
     process = workchain(max_memory_kb=int(needed * 1024) + 1024)
     assert process.plan_memory() is None
     assert process.ctx.inputs.parameters['descriptors'][1]['n_sparse'] == 40
+
+
+def test_failed_evaluation_is_the_sub_process_failed_code(workchain, localhost, code_python):
+    """A failed EvaluateCalculation stops the work chain with ERROR_SUB_PROCESS_FAILED_EVALUATION naming it."""
+    from aiida_mlpot.calculations.evaluate import EvaluateCalculation
+
+    process = workchain(extra_inputs={'test_dataset': workchain.dataset, 'evaluate': {'code': code_python}})
+    assert process.should_evaluate()
+    failure = EvaluateCalculation.exit_codes.ERROR_DRIVER_FAILED
+    process.ctx.evaluation = failed_calc(localhost, failure, process_type='aiida.calculations:mlpot.evaluate')
+    exit_code = process.inspect_evaluation()
+    assert exit_code.status == process.exit_codes.ERROR_SUB_PROCESS_FAILED_EVALUATION.status == 420
+    assert (
+        f'<{process.ctx.evaluation.pk}>' in exit_code.message
+        and f'status {failure.status}' in exit_code.message
+    )
+
+
+def test_one_sub_process_failed_code():
+    from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
+
+    labels = [label for label, _ in GapFitWorkChain.spec().exit_codes.items()]
+    assert [label for label in labels if label.startswith('ERROR_SUB_PROCESS_FAILED')] == [
+        'ERROR_SUB_PROCESS_FAILED_EVALUATION'
+    ]

@@ -1,4 +1,5 @@
-"""GapFitWorkChain end to end with the real gap_fit: the fast protocol on NaCl, and a forced out-of-memory."""
+"""GapFitWorkChain end to end with the real gap_fit and the real evaluation driver (the `python` code): the fast
+protocol on NaCl, a forced out-of-memory, and the Coulomb baseline."""
 
 from __future__ import annotations
 
@@ -13,15 +14,21 @@ ENERGY_RMSE_MAX = 5.0  # meV/atom
 
 
 @pytest.fixture(scope='module')
-def fast_fit(code_gap_fit, nacl_train_test):
-    """One fit with the fast protocol on 40 configurations, evaluated on 20 held-out ones."""
+def fast_fit(code_gap_fit, code_python, nacl_train_test):
+    """One fit with the fast protocol on 40 configurations, evaluated on 20 held-out ones (with the GAP std)."""
     from aiida.engine import run_get_node
 
     from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
 
     train, test = nacl_train_test
     builder = GapFitWorkChain.get_builder_from_protocol(
-        code_gap_fit, train, protocol='fast', test_dataset=test, options={'max_wallclock_seconds': 1800}
+        code_gap_fit,
+        train,
+        protocol='fast',
+        test_dataset=test,
+        python_code=code_python,
+        options={'max_wallclock_seconds': 1800},
+        overrides={'evaluate': {'parameters': {'uncertainty': True}}},
     )
     _, node = run_get_node(builder)
     return node
@@ -43,6 +50,24 @@ def test_fast_protocol_accuracy(fast_fit):
     assert sorted(fast_fit.outputs.metrics.get_dict()['per_config_type']) == ['T1100', 'T1400']
     with fast_fit.outputs.parity_plot.open(mode='rb') as handle:
         assert handle.read(4) == b'\x89PNG'
+
+
+def test_evaluation_runs_as_a_calcjob(fast_fit, nacl_train_test):
+    """The test set is evaluated by an EvaluateCalculation (on the compute node), then compared by a calcfunction."""
+    from aiida_mlpot.calculations.evaluate import EvaluateCalculation
+
+    _, test = nacl_train_test
+    evaluations = [node for node in fast_fit.called if node.process_class is EvaluateCalculation]
+    assert len(evaluations) == 1 and evaluations[0].is_finished_ok
+    evaluation = evaluations[0]
+    assert evaluation.inputs.potential.uuid == fast_fit.outputs.potential.uuid
+    assert evaluation.inputs.dataset.uuid == test.uuid
+    assert fast_fit.outputs.predictions.uuid == evaluation.outputs.predictions.uuid
+    metrics = [node for node in fast_fit.called if node.process_label == 'compute_error_metrics']
+    assert len(metrics) == 1 and metrics[0].inputs.predicted.uuid == evaluation.outputs.predictions.uuid
+    # the GAP predictive std of each test configuration: positive, below 1 eV, one per configuration
+    scores = [atoms.info['uncertainty'] for atoms in fast_fit.outputs.predictions.to_ase()]
+    assert len(scores) == 20 and all(0 < score < 1.0 for score in scores)
 
 
 def test_fit_diagnostics_and_virials(fast_fit, nacl_train_test):
@@ -131,7 +156,7 @@ def test_out_of_memory_is_retried_with_fewer_sparse_points(code_gap_fit, nacl_tr
     assert node.outputs.diagnostics['n_sparse'] == [160, 160]
 
 
-def test_coulomb_baseline_delta_learning(code_gap_fit, nacl_train_test, fast_fit):
+def test_coulomb_baseline_delta_learning(code_gap_fit, code_python, nacl_train_test, fast_fit):
     """A fixed-charge Coulomb baseline under the GAP (Δ-learning), fitted on half the data, must still beat the
     plain fast fit (all 40 configurations) on forces by far."""
     from aiida.engine import run_get_node
@@ -143,9 +168,14 @@ def test_coulomb_baseline_delta_learning(code_gap_fit, nacl_train_test, fast_fit
     # half the training set and test set keep the test short (QUIP's Ewald makes this fit slower)
     train = DatasetData.from_ase(train.to_ase()[:20])
     test = DatasetData.from_ase(test.to_ase()[:10])
-    overrides = {'baseline': {'type': 'coulomb', 'charges': {'Na': 1.0, 'Cl': -1.0}, 'cutoff': 6.0}}
+    baseline = {'type': 'coulomb', 'charges': {'Na': 1.0, 'Cl': -1.0}, 'cutoff': 6.0}
     builder = GapFitWorkChain.get_builder_from_protocol(
-        code_gap_fit, train, protocol='fast', overrides=overrides, test_dataset=test
+        code_gap_fit,
+        train,
+        protocol='fast',
+        overrides={'gap_fit': {'parameters': {'baseline': baseline}}},
+        test_dataset=test,
+        python_code=code_python,
     )
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message

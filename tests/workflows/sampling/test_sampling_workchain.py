@@ -120,8 +120,8 @@ def test_pool_matches_single_points(nacl_grid_run, code_lmp):
 
 @pytest.mark.e2e
 def test_npt_density(code_lmp):
-    """NPT of the NaCl preset at 1400 K and 1 bar: the model's density (docs/sampling.md, "Reference values of
-    the NaCl model": 1.29 g/cm³ from 8 x 50 ps runs; an 8 ps run of 64 atoms scatters by about ± 0.03)."""
+    """NPT of the NaCl preset at 1400 K and 1 bar: the model's density (docs/topics/reference-values.md: 1.296
+    and 1.299 g/cm³ from 80 ps runs); an 8 ps run of 64 atoms scatters by a few percent, hence the bounds."""
     from aiida.engine import run_get_node
 
     builder = builder_for(

@@ -2,9 +2,11 @@
 
 The labelled set is split at random (``split_dataset``, 20 % test, seed 1); ``GapFitWorkChain`` fits the
 training part with the ``fast`` protocol (2b + SOAP n4 l3, energies, forces AND virials), then evaluates the
-potential on the test part (``evaluate_potential``) and compares (``compute_error_metrics``).
+potential on the test part on the compute node (``EvaluateCalculation``, run by the ``python`` code) and
+compares (``compute_error_metrics``).
 For ionic melts a fixed-charge Coulomb baseline (Δ-learning) is far more accurate: pass
-``overrides={'baseline': {'type': 'coulomb', 'charges': {'Na': 1.0, 'Cl': -1.0}}}`` (see docs/fitting.md).
+``overrides={'gap_fit': {'parameters': {'baseline': {'type': 'coulomb', 'charges': {'Na': 1.0, 'Cl': -1.0}}}}}``
+(see docs/fitting.md).
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ PROTOCOL = 'fast'
 
 
 def run(ctx: dict) -> dict:
-    """Split ``ctx['labelled']``, fit with the fast protocol; add ``train``, ``test``, ``gap``, ``metrics``."""
+    """Split ``ctx['labelled']``, fit with the fast protocol and evaluate on the test part with
+    ``ctx['codes']['python']``; add ``train``, ``test``, ``gap``, ``metrics``."""
     split = split_dataset(ctx['labelled'], Dict(SPLIT))
     train, test = split['train'], split['test']
     print(f'split_dataset: {train.n_configs} training / {test.n_configs} test configurations')
 
     builder = GapFitWorkChain.get_builder_from_protocol(
-        ctx['codes']['gap_fit'], train, protocol=PROTOCOL, test_dataset=test
+        ctx['codes']['gap_fit'],
+        train,
+        protocol=PROTOCOL,
+        test_dataset=test,
+        python_code=ctx['codes']['python'],
     )
     results, node = run_get_node(builder)
     if not node.is_finished_ok:

@@ -26,12 +26,25 @@ def _validate_gap_fit_namespace(value, _):
 
 
 def validate_inputs(value, _):
-    """The evaluation inputs go with a ``test_dataset``: both or neither."""
+    """The evaluation inputs go with a ``test_dataset`` (both or neither), whose species the fit will know."""
     evaluate = value.get('evaluate') or {}
-    if 'test_dataset' in value and 'code' not in evaluate:
+    test_dataset = value.get('test_dataset')
+    if test_dataset is None:
+        if evaluate:
+            return f'`evaluate.{next(iter(evaluate))}` is given without a `test_dataset` to evaluate'
+        return None
+    if 'code' not in evaluate:
         return 'a `test_dataset` needs `evaluate.code`: the python code that evaluates the potential on it'
-    if 'test_dataset' not in value and evaluate:
-        return f'`evaluate.{next(iter(evaluate))}` is given without a `test_dataset` to evaluate'
+    if test_dataset.n_configs == 0:
+        return 'the `test_dataset` holds no configuration'
+    training = value.get('gap_fit', {}).get('dataset')
+    if training is not None:
+        unknown = sorted(set(test_dataset.species) - set(training.species))
+        if unknown:
+            return (
+                f'the `test_dataset` holds species {", ".join(unknown)} absent from the training `gap_fit.dataset` '
+                f'({", ".join(training.species)}): the potential will not know them'
+            )
     return None
 
 

@@ -113,3 +113,20 @@ def test_test_dataset_and_python_code_go_together(code_gap_fit, code_python, dat
     builder.evaluate.code = code_python
     with pytest.raises(ValueError, match='`evaluate.code` is given without a `test_dataset`'):
         run_get_node(builder)
+
+
+def test_test_dataset_species_must_be_in_the_training_set(code_gap_fit, code_python, dataset):
+    from aiida.engine import run_get_node
+
+    from aiida_mlpot.data.dataset import DatasetData
+    from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
+
+    potassium = DatasetData.from_ase([bulk('KCl', 'rocksalt', a=6.3)]).store()
+    builder = GapFitWorkChain.get_builder_from_protocol(
+        code_gap_fit, dataset, protocol='fast', test_dataset=potassium, python_code=code_python
+    )
+    with pytest.raises(ValueError, match='`test_dataset` holds species K absent from the training'):
+        run_get_node(builder)
+    builder.test_dataset = DatasetData.from_ase([]).store()
+    with pytest.raises(ValueError, match='`test_dataset` holds no configuration'):
+        run_get_node(builder)

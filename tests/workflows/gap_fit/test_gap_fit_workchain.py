@@ -173,7 +173,10 @@ def test_coulomb_baseline_delta_learning(code_gap_fit, code_python, nacl_train_t
         code_gap_fit,
         train,
         protocol='fast',
-        overrides={'gap_fit': {'parameters': {'baseline': baseline}}},
+        overrides={
+            'gap_fit': {'parameters': {'baseline': baseline}},
+            'evaluate': {'parameters': {'uncertainty': True}},
+        },
         test_dataset=test,
         python_code=code_python,
     )
@@ -189,3 +192,5 @@ def test_coulomb_baseline_delta_learning(code_gap_fit, code_python, nacl_train_t
     )
     assert 'Coulomb' in node.outputs.potential.base.attributes.get('init_args')
     assert delta['forces']['rmse'] < 0.5 * plain['forces']['rmse']
+    # the GAP std of the Sum (Coulomb + GAP) potential comes through the evaluation as well
+    assert all(atoms.info['uncertainty'] > 0 for atoms in node.outputs.predictions.to_ase())

@@ -26,6 +26,8 @@ outcome of the last segment, steps and simulated time of all, ``segments``), ``f
 
 from __future__ import annotations
 
+import pathlib
+
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
@@ -34,6 +36,7 @@ from aiida_mlpot.calculations.functions.ml_md import join_summaries, join_trajec
 from aiida_mlpot.calculations.ml_md import MlMdCalculation
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.engines.parameters import normalise_parameters
+from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 
 __all__ = ('UNSTABLE_POLICIES', 'MlMdWorkChain', 'restart_frame_before')
 
@@ -60,16 +63,20 @@ def restart_frame_before(steps: list[int], failing_step: int | None) -> int | No
     return before[-1] if before else None
 
 
-class MlMdWorkChain(BaseRestartWorkChain):
+class MlMdWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """ML MD with an :class:`MlMdCalculation`: interrupted runs are continued, unstable runs handled by a policy."""
 
     _process_class = MlMdCalculation
+    _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'ml_md.yaml'
 
     @classmethod
     def define(cls, spec):
         """Define the process specification."""
         super().define(spec)
         spec.expose_inputs(MlMdCalculation, namespace='md')
+        # Exposing gives the namespace the calculation's valid_type, which turns it dynamic (a plumpy quirk):
+        # close it again, so that an unknown key is refused at launch and by the protocol's override check.
+        spec.inputs['md'].dynamic = False
         spec.input(
             'unstable_policy',
             valid_type=orm.Str,
@@ -108,6 +115,55 @@ class MlMdWorkChain(BaseRestartWorkChain):
             'ERROR_SUB_PROCESS_FAILED_ML_MD',
             message='the ML-MD calculation {process} failed with exit status {status}: {message}',
         )
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structure: orm.StructureData | DatasetData,
+        protocol: str | None = None,
+        overrides: dict | None = None,
+        options: dict | None = None,
+        *,
+        potential,
+        temperature_K: float,
+        pressure_bar: float | None = None,
+        training: DatasetData | None = None,
+    ):
+        """Return a builder for ML MD of ``structure`` with ``potential`` at a state point, with ``protocol``.
+
+        :param code: the python code that runs the ML-MD driver.
+        :param structure: the start frame, or a trajectory (DatasetData) whose last frame the run continues
+            (``md.restart_from``: momenta and step kept).
+        :param protocol: ``fast``, ``balanced`` (default) or ``stringent`` (``get_available_protocols()``).
+        :param overrides: inputs keyed like the ports, merged recursively over the protocol's (e.g.
+            ``{'md': {'parameters': {'md': {'n_steps': 1000}}}}``); an unknown key is a ``ValueError`` naming
+            it; the keys inside ``md.parameters`` are checked by its validator when the builder is launched.
+        :param options: merged into ``md.metadata.options``.
+        :param potential: the GapPotentialData.
+        :param temperature_K: the thermostat's temperature (the state point comes from the caller).
+        :param pressure_bar: NPT at this pressure; None: NVT.
+        :param training: the potential's training set (reference of the relative threshold).
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        md = inputs.setdefault('md', {})
+        section = md.setdefault('parameters', {}).setdefault('md', {})
+        section['temperature_K'] = float(temperature_K)
+        if pressure_bar is not None:
+            section.update({'ensemble': 'npt', 'pressure_bar': float(pressure_bar)})
+        metadata = md.setdefault('metadata', {})
+        metadata['options'] = {**metadata.get('options', {}), **(options or {})}
+        builder = cls.get_builder()
+        populate_builder(builder, inputs)
+        builder.md.code = code
+        builder.md.potential = potential
+        if isinstance(structure, DatasetData):
+            builder.md.restart_from = structure
+        else:
+            builder.md.structure = structure
+        if training is not None:
+            builder.md.training = training
+        return builder
 
     def setup(self):
         """Collect the inputs of the calculation in ``self.ctx.inputs``."""

@@ -38,7 +38,7 @@ from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.engines.parameters import normalise_parameters
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 
-__all__ = ('UNSTABLE_POLICIES', 'MlMdWorkChain', 'restart_frame_before')
+__all__ = ('UNSTABLE_POLICIES', 'MlMdWorkChain', 'is_segment', 'restart_frame_before')
 
 #: What to do when the MD becomes unstable: retry once with half the time step, or stop.
 UNSTABLE_POLICIES = ('halve_timestep', 'give_up')
@@ -61,6 +61,14 @@ def restart_frame_before(steps: list[int], failing_step: int | None) -> int | No
         failing_step = steps[-1] if steps else 0
     before = [index for index, step in enumerate(steps) if step < failing_step]
     return before[-1] if before else None
+
+
+def is_segment(node) -> bool:
+    """Return whether a finished calculation is a segment of the run: frames and a summary with its steps."""
+    if not {'trajectory', 'summary'} <= set(node.outputs):
+        return False
+    summary = node.outputs.summary
+    return summary.get('initial_step') is not None and summary.get('final_step') is not None
 
 
 class MlMdWorkChain(ProtocolMixin, BaseRestartWorkChain):
@@ -231,6 +239,8 @@ class MlMdWorkChain(ProtocolMixin, BaseRestartWorkChain):
     @process_handler(priority=600, exit_codes=[MlMdCalculation.exit_codes.ERROR_INTERRUPTED])
     def handle_interrupted(self, node):
         """Continue an interrupted run from the last complete frame of its trajectory with the steps left."""
+        if not {'trajectory', 'summary'} <= set(node.outputs):
+            return None  # nothing to continue from: `handle_failure` ends the work chain
         summary = node.outputs.summary.get_dict()
         remaining = summary.get('steps_remaining')
         if remaining is None:
@@ -264,6 +274,8 @@ class MlMdWorkChain(ProtocolMixin, BaseRestartWorkChain):
         unstable run after the restart frame are not part of the joined trajectory. If the start frame itself
         failed, no shorter time step can help and the work chain gives up.
         """
+        if not {'trajectory', 'summary'} <= set(node.outputs):
+            return None  # nothing to retry from: `handle_failure` ends the work chain
         summary = node.outputs.summary.get_dict()
         step, reason = summary.get('triggered_step'), summary.get('reason', '')
         exit_code = self.exit_codes.ERROR_UNSTABLE_MD_GAVE_UP
@@ -311,12 +323,14 @@ class MlMdWorkChain(ProtocolMixin, BaseRestartWorkChain):
     def results(self):
         """Attach the outputs: those of the last calculation, or of the whole run when there were restarts.
 
-        The calculations that left a ``trajectory`` and a ``summary`` are the segments of the run (each one
-        started from a frame of the one before); with more than one, ``trajectory`` and ``summary`` are joined
-        by calcfunctions. ``reference_score``, if a calculation computed it, is attached too.
+        The calculations that left a ``trajectory`` and a ``summary`` with their steps are the segments of the
+        run (each one started from a frame of the one before); with more than one, ``trajectory`` and
+        ``summary`` are joined by calcfunctions. A last calculation that is not a segment (a driver error
+        reports no steps) contributes nothing: the outputs are those of the run up to it. ``reference_score``,
+        if a calculation computed it, is attached too.
         """
         children = self.ctx.children
-        segments = [child for child in children if {'trajectory', 'summary'} <= set(child.outputs)]
+        segments = [child for child in children if is_segment(child)]
         last = segments[-1] if segments else children[-1]
         outputs = dict(self.exposed_outputs(last, MlMdCalculation))
         if len(segments) > 1:

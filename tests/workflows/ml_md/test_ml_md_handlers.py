@@ -197,3 +197,29 @@ def test_other_failures_end_the_work_chain(workchain, fake_calculation):
     assert process.outputs['trajectory'].uuid == failed.outputs.trajectory.uuid
     finished = fake_calculation(0, PARAMETERS, md_frames([0, 5]), {'outcome': 'completed'})
     assert workchain().handle_failure(finished) is None
+
+
+def test_driver_error_in_a_continuation_keeps_the_run_so_far(workchain, fake_calculation):
+    """Interrupted, then the continuation's driver fails (310, no steps in its summary): the first run's outputs."""
+    process = workchain()
+    first = fake_calculation(420, PARAMETERS, md_frames([0, 5, 10, 15]), interrupted_summary())
+    process.ctx.children = [first]
+    process.handle_interrupted(first)
+    error = fake_calculation(310, PARAMETERS, md_frames([15, 20]), {'outcome': 'error', 'reason': 'boom'})
+    process.ctx.children = [first, error]
+    assert process.handle_interrupted(error) is None and process.handle_unstable(error) is None
+    report = process.handle_failure(error)
+    assert report.exit_code.status == process.exit_codes.ERROR_SUB_PROCESS_FAILED_ML_MD.status
+    assert 'exit status 310' in report.exit_code.message
+    assert process.outputs['trajectory'].uuid == first.outputs.trajectory.uuid
+    assert process.outputs['summary']['outcome'] == 'interrupted'
+
+
+def test_handlers_leave_a_calculation_without_outputs_to_the_failure_handler(workchain, fake_calculation):
+    process = workchain()
+    node = fake_calculation(420, PARAMETERS)
+    process.ctx.children = [node]
+    assert process.handle_interrupted(node) is None
+    report = process.handle_failure(node)
+    assert report.exit_code.status == process.exit_codes.ERROR_SUB_PROCESS_FAILED_ML_MD.status
+    assert 'trajectory' not in process.outputs

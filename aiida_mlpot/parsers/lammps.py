@@ -167,7 +167,7 @@ class LammpsMdParser(_LammpsMlpotParser):
             atoms.info['virial'] = pressure_bar_to_virial(
                 virial_pressure_tensor(table, row), atoms.get_volume()
             )
-            atoms.info['temperature'] = float(table['temp'][row])
+            atoms.info['temperature_K'] = float(table['temp'][row])
             atoms.info['step'] = int(dump['step'])
             atoms.info['source_uuid'] = self.node.uuid
             frames.append(atoms)

@@ -85,6 +85,7 @@ def test_md_frames(md_run):
     assert set(dataset.properties) >= {'energy', 'forces', 'virial', 'energies'}
     for frame in frames:
         assert frame.info['source_uuid'] == node.uuid
+        assert frame.info['temperature_K'] > 0  # named as in ML-MD frames
         # per-atom energies (kspace share included, as LAMMPS distributes it) sum to the potential energy
         assert np.sum(frame.arrays['energies']) == pytest.approx(frame.info['energy'], rel=1e-6)
         assert frame.get_chemical_symbols().count('Na') == 32

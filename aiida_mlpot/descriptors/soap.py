@@ -7,12 +7,23 @@ vectors is their cosine similarity k and their Euclidean distance is the kernel 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ase import Atoms
-from dscribe.descriptors import SOAP
 
-__all__ = ('DEFAULT_SOAP', 'average_soap', 'atomic_soap', 'make_soap', 'species_of')
+if TYPE_CHECKING:
+    from dscribe.descriptors import SOAP
+
+__all__ = (
+    'DEFAULT_SOAP',
+    'atomic_soap',
+    'average_soap',
+    'is_periodic',
+    'make_soap',
+    'species_of',
+    'unit_features',
+)
 
 #: Default SOAP settings (Å): a cutoff like the GAP's, a small basis that is quick to evaluate.
 DEFAULT_SOAP = {'r_cut': 5.0, 'n_max': 6, 'l_max': 4, 'sigma': 0.5}
@@ -40,6 +51,8 @@ def make_soap(
     if unknown:
         raise ValueError(f'unknown SOAP settings {sorted(unknown)}; allowed: {sorted(_ALLOWED)}')
     settings.setdefault('periodic', periodic)
+    from dscribe.descriptors import SOAP  # imported here: dscribe pulls in scikit-learn (seconds)
+
     return SOAP(species=list(species), average=average, **settings)
 
 
@@ -48,8 +61,19 @@ def _normalise(array: np.ndarray) -> np.ndarray:
     return array / np.where(norm > 0, norm, 1.0)
 
 
-def _periodic(frames: Sequence[Atoms]) -> bool:
+def is_periodic(frames: Sequence[Atoms]) -> bool:
+    """Return whether any of the configurations is periodic (the descriptor then respects each one's ``pbc``)."""
     return bool(any(atoms.pbc.any() for atoms in frames))
+
+
+def unit_features(descriptor: SOAP, frames: Sequence[Atoms], n_jobs: int = 1) -> list[np.ndarray]:
+    """Return one (n_atoms, n_features) array of unit per-atom vectors of ``descriptor`` per configuration."""
+    if len(frames) == 0:
+        return []
+    features = descriptor.create(list(frames), n_jobs=n_jobs)
+    if len(frames) == 1:
+        features = [features]
+    return [_normalise(np.atleast_2d(np.asarray(f, dtype=float))) for f in features]
 
 
 def average_soap(
@@ -63,7 +87,7 @@ def average_soap(
     if len(frames) == 0:
         raise ValueError('no configurations to describe')
     species = species or species_of(frames)
-    descriptor = make_soap(species, soap, average='inner', periodic=_periodic(frames))
+    descriptor = make_soap(species, soap, average='inner', periodic=is_periodic(frames))
     features = descriptor.create(list(frames), n_jobs=n_jobs)
     return _normalise(np.asarray(features, dtype=float).reshape(len(frames), -1))
 
@@ -75,8 +99,6 @@ def atomic_soap(
     if len(frames) == 0:
         return []
     species = species or species_of(frames)
-    descriptor = make_soap(species, soap, average='off', periodic=_periodic(frames))
-    features = descriptor.create(list(frames), n_jobs=n_jobs)
-    if len(frames) == 1:
-        features = [features]
-    return [_normalise(np.asarray(f, dtype=float)) for f in features]
+    return unit_features(
+        make_soap(species, soap, average='off', periodic=is_periodic(frames)), frames, n_jobs
+    )

@@ -12,6 +12,7 @@ from aiida_mlpot.descriptors import (
     rematch_kernel,
     rematch_novelty,
 )
+from aiida_mlpot.descriptors.novelty import MAX_DISTANCE, ReferenceEnvironments
 
 SOAP = {'r_cut': 4.5, 'n_max': 4, 'l_max': 3}
 
@@ -82,8 +83,43 @@ def test_missing_species_is_maximally_new(melt_and_crystal):
     references, _, _ = melt_and_crystal
     argon = bulk('Ar', 'fcc', a=5.3, cubic=True)
     novelty = atomic_novelty([argon], references, soap=SOAP)
-    assert novelty[0] == pytest.approx(2.0)
+    assert novelty[0] == MAX_DISTANCE == pytest.approx(np.sqrt(2.0))
 
 
 def test_kernel_distance():
     np.testing.assert_allclose(kernel_distance([1.0, 0.5, 0.0, 1.0 + 1e-12]), [0.0, 1.0, np.sqrt(2.0), 0.0])
+
+
+def test_soap_kernel_is_non_negative():
+    """The largest distance is sqrt(2): dot products of SOAP power spectra are >= 0, single components are not."""
+    frames = []
+    for k, (a, rattle) in enumerate([(5.6, 0.01), (4.6, 0.3), (6.4, 0.6), (5.0, 0.9)]):
+        atoms = bulk('NaCl', 'rocksalt', a=a, cubic=True)
+        atoms.rattle(rattle, seed=k)
+        frames.append(atoms)
+    for soap in ({'r_cut': 4.0, 'n_max': 3, 'l_max': 2}, {'r_cut': 5.0, 'n_max': 6, 'l_max': 4}):
+        vectors = np.concatenate(atomic_soap(frames, soap, ['Cl', 'Na']))
+        assert vectors.min() < 0  # the (n != n') channels can be negative...
+        assert (vectors @ vectors.T).min() >= 0  # ...but not the kernel: distances stay <= sqrt(2)
+
+
+def test_reference_environments():
+    """Sub-sampled environments, leave-one-frame-out scores, and the distance of an atom with no environment."""
+    frames = [bulk('NaCl', 'rocksalt', a=5.6, cubic=True) for _ in range(3)]
+    for k, atoms in enumerate(frames):
+        atoms.rattle(0.1, seed=k)
+    reference = ReferenceEnvironments(frames, SOAP, species=['K'])
+    assert reference.species == ['Cl', 'K', 'Na'] and reference.n_environments == 24
+    assert ReferenceEnvironments(frames, SOAP, max_environments=10, seed=1).n_environments == 10
+    np.testing.assert_allclose(reference.per_atom(frames[0]), 0.0, atol=1e-6)  # its own environments
+    scores = reference.leave_one_out()
+    assert scores.shape == (3,) and np.all(scores > 1e-3)
+    single = ReferenceEnvironments(frames[:1], SOAP)
+    assert single.leave_one_out()[0] == MAX_DISTANCE  # no other frame: nothing to compare with
+    potassium = frames[0].copy()
+    potassium.symbols[0] = 'K'
+    assert reference.per_atom(potassium)[0] == MAX_DISTANCE
+    with pytest.raises(ValueError, match='not'):
+        single.features([potassium])
+    with pytest.raises(ValueError, match='empty'):
+        ReferenceEnvironments([], SOAP)

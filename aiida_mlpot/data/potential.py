@@ -3,62 +3,16 @@
 from __future__ import annotations
 
 import pathlib
-import re
 import shutil
 import tempfile
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 
 from aiida.orm import Data
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers
 
-__all__ = ('GapPotentialData', 'parse_gap_xml')
+from aiida_mlpot.parsers.parse_raw.gap_fit import parse_gap_xml
 
-
-def parse_gap_xml(text: str) -> dict:
-    """Return what a gap_fit XML declares: label, species, descriptors, cutoff, sparseX files, e0.
-
-    Pure function (no AiiDA): ``text`` is the content of the XML written by ``gap_fit``.
-    """
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise ValueError(f'not a valid GAP XML file: {exc}') from exc
-    gap_params = root.find('.//GAP_params')
-    if gap_params is None:
-        raise ValueError('not a GAP XML file: no <GAP_params> element')
-    potential = root.find('Potential')
-    xml_label = potential.get('label') if potential is not None else gap_params.get('label')
-    init_args = potential.get('init_args') if potential is not None else f'IP GAP label={xml_label}'
-    descriptors = [(node.text or '').strip() for node in root.iter('descriptor')]
-    cutoffs = []
-    for descriptor in descriptors:
-        match = re.search(r'(?<![_\w])cutoff\s*=\s*([0-9.eEdD+-]+)', descriptor)
-        if match:
-            cutoffs.append(float(match.group(1).replace('d', 'e').replace('D', 'e')))
-    numbers: list[int] = []
-    for descriptor in descriptors:
-        found = re.findall(r'\b(?:Z|Z1|Z2)\s*=\s*(\d+)', descriptor)
-        for group in re.findall(r'species_Z\s*=\s*\{([^}]*)\}', descriptor):
-            found += group.split()
-        numbers += [int(z) for z in found if int(z) not in numbers]
-        numbers = list(dict.fromkeys(numbers))
-    e0 = {
-        chemical_symbols[int(node.get('Z'))]: float(node.get('value'))
-        for node in root.iter('e0')
-        if int(node.get('Z')) in numbers
-    }
-    sparse_files = [node.get('sparseX_filename') for node in root.iter('gpCoordinates')]
-    return {
-        'xml_label': xml_label,
-        'init_args': init_args,
-        'descriptors': descriptors,
-        'cutoff': max(cutoffs) if cutoffs else None,
-        'species': [chemical_symbols[z] for z in numbers],
-        'e0': e0,
-        'sparse_files': [name for name in sparse_files if name],
-        'gap_version': gap_params.get('gap_version'),
-    }
+__all__ = ('GapPotentialData',)
 
 
 class GapPotentialData(Data):

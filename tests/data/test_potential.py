@@ -8,7 +8,8 @@ from aiida.orm import load_node
 
 from aiida_mlpot.common.quip import quip_evaluate
 from aiida_mlpot.data.dataset import DatasetData
-from aiida_mlpot.data.potential import GapPotentialData, parse_gap_xml
+from aiida_mlpot.data.potential import GapPotentialData
+from aiida_mlpot.parsers.parse_raw.gap_fit import parse_gap_xml
 from tests.conftest import executable, requires
 
 pytestmark = [pytest.mark.e2e, requires('gap_fit'), requires('lmp')]
@@ -51,6 +52,10 @@ def test_parse_xml(tiny_gap):
     assert set(info['e0']) == {'Na', 'Cl'}
     assert info['xml_label'].startswith('GAP_')
     assert len(info['sparse_files']) >= 2 and all((folder / name).is_file() for name in info['sparse_files'])
+    # one gpCoordinates per descriptor, each with its sparse points and sparseX file
+    coordinates = info['coordinates']
+    assert [c['sparseX_filename'] for c in coordinates] == info['sparse_files']
+    assert len(coordinates) == 5 and all(c['n_sparse'] > 0 and c['dimensions'] > 0 for c in coordinates)
 
 
 def test_potential_node_and_calculator_match_quip(tiny_gap, tmp_path):

@@ -1,11 +1,17 @@
-"""Text to dictionary for ``gap_fit``: the log (stdout + stderr) and the fitted XML. No AiiDA import."""
+"""Text to dictionary for ``gap_fit``: the log (stdout + stderr) and the fitted XML. No AiiDA import.
+
+:func:`parse_gap_xml` is the package's one reader of a GAP XML (the potential data type, the gap_fit parser
+and the ML-MD driver all read the file through it).
+"""
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
 
-__all__ = ('MEMORY_ERROR_PATTERNS', 'parse_gap_fit_log', 'parse_gap_xml_coordinates')
+from ase.data import chemical_symbols
+
+__all__ = ('MEMORY_ERROR_PATTERNS', 'parse_gap_fit_log', 'parse_gap_xml', 'parse_gap_xml_coordinates')
 
 #: Text in the log that means the process ran out of memory (allocation failure or a memory rlimit).
 MEMORY_ERROR_PATTERNS = (
@@ -122,18 +128,67 @@ def parse_gap_fit_log(text: str) -> dict:
     return result
 
 
+def parse_gap_xml(text: str) -> dict:
+    """Return what a gap_fit XML declares.
+
+    Keys: ``xml_label`` (label of the top-level ``<Potential>``, what quippy and ``pair_coeff`` need),
+    ``init_args``, ``descriptors`` (descriptor strings), ``cutoff`` (largest descriptor cutoff, Å, or None),
+    ``species`` (chemical symbols in order of appearance), ``e0`` (eV per species), ``sparse_files``
+    (sparseX file names), ``gap_version`` and ``coordinates`` (one dictionary per ``gpCoordinates``:
+    ``label``, ``dimensions``, ``n_sparse``, ``covariance_type``, ``sparseX_filename``).
+
+    :raises ValueError: the text is not XML, or not a GAP XML (no ``<GAP_params>``).
+    """
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ValueError(f'not a valid GAP XML file: {exc}') from exc
+    gap_params = root.find('.//GAP_params')
+    if gap_params is None:
+        raise ValueError('not a GAP XML file: no <GAP_params> element')
+    potential = root.find('Potential')
+    xml_label = potential.get('label') if potential is not None else gap_params.get('label')
+    init_args = potential.get('init_args') if potential is not None else f'IP GAP label={xml_label}'
+    descriptors = [(node.text or '').strip() for node in root.iter('descriptor')]
+    cutoffs = []
+    for descriptor in descriptors:
+        match = re.search(r'(?<![_\w])cutoff\s*=\s*([0-9.eEdD+-]+)', descriptor)
+        if match:
+            cutoffs.append(_float(match.group(1)))
+    numbers: list[int] = []
+    for descriptor in descriptors:
+        found = re.findall(r'\b(?:Z|Z1|Z2)\s*=\s*(\d+)', descriptor)
+        for group in re.findall(r'species_Z\s*=\s*\{([^}]*)\}', descriptor):
+            found += group.split()
+        numbers = list(dict.fromkeys([*numbers, *(int(z) for z in found)]))
+    e0 = {
+        chemical_symbols[int(node.get('Z'))]: float(node.get('value'))
+        for node in root.iter('e0')
+        if int(node.get('Z')) in numbers
+    }
+    coordinates = [
+        {
+            'label': node.get('label'),
+            'dimensions': int(node.get('dimensions', 0)),
+            'n_sparse': int(node.get('n_sparseX', 0)),
+            'covariance_type': int(node.get('covariance_type', 0)),
+            'sparseX_filename': node.get('sparseX_filename'),
+        }
+        for node in root.iter('gpCoordinates')
+    ]
+    return {
+        'xml_label': xml_label,
+        'init_args': init_args,
+        'descriptors': descriptors,
+        'cutoff': max(cutoffs) if cutoffs else None,
+        'species': [chemical_symbols[z] for z in numbers],
+        'e0': e0,
+        'sparse_files': [c['sparseX_filename'] for c in coordinates if c['sparseX_filename']],
+        'gap_version': gap_params.get('gap_version'),
+        'coordinates': coordinates,
+    }
+
+
 def parse_gap_xml_coordinates(text: str) -> list[dict]:
-    """Return one dictionary per ``gpCoordinates`` of a gap_fit XML: label, dimensions, n_sparse, sparseX file."""
-    root = ET.fromstring(text)
-    coordinates = []
-    for node in root.iter('gpCoordinates'):
-        coordinates.append(
-            {
-                'label': node.get('label'),
-                'dimensions': int(node.get('dimensions', 0)),
-                'n_sparse': int(node.get('n_sparseX', 0)),
-                'covariance_type': int(node.get('covariance_type', 0)),
-                'sparseX_filename': node.get('sparseX_filename'),
-            }
-        )
-    return coordinates
+    """Return one dictionary per ``gpCoordinates`` of a gap_fit XML (``parse_gap_xml(text)['coordinates']``)."""
+    return parse_gap_xml(text)['coordinates']

@@ -112,4 +112,5 @@ def test_real_run_matches_the_calculator(code_python, potential, dataset):
         frame.calc = calculator
         assert predicted.info['energy'] == pytest.approx(frame.get_potential_energy(), abs=1e-9)
         assert np.allclose(predicted.arrays['forces'], frame.get_forces(), atol=1e-9)
-        assert predicted.info['config_type'] == frame.info['config_type'] and predicted.info['uncertainty'] > 0
+        assert predicted.info['config_type'] == frame.info['config_type']
+        assert predicted.info['uncertainty'] > 0

@@ -13,7 +13,8 @@ TABLE = {'ERROR_EMPTY': (211, 'the {what} is empty'), 'ERROR_BAD': (212, 'bad')}
 def test_calcfunction_exit_formats_the_message():
     exit_code = calcfunction_exit(TABLE, 'ERROR_EMPTY', what='pool')
     assert (exit_code.status, exit_code.message) == (211, 'the pool is empty')
-    assert exit_code.invalidates_cache is False  # not the label, as the two former copies of this helper had it
+    # not the label in the third field, as the two former copies of this helper had it
+    assert exit_code.invalidates_cache is False
 
 
 @pytest.mark.parametrize(

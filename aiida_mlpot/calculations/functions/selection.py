@@ -8,6 +8,8 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ExitCode, calcfunction
 
+from aiida_mlpot.calculations.functions.exit_codes import calcfunction_exit
+from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.selection import (
     EmptyPoolError,
@@ -20,7 +22,7 @@ from aiida_mlpot.selection import (
     validate_split_spec,
 )
 
-__all__ = ('EXIT_CODES', 'select_configurations', 'split_dataset', 'structure_key')
+__all__ = ('EXIT_CODES', 'select_configurations', 'split_dataset')
 
 #: Exit codes of the calcfunctions (label: (status, message)); calcfunctions cannot declare them in a spec.
 EXIT_CODES = {
@@ -32,24 +34,14 @@ EXIT_CODES = {
 }
 
 
-def _exit(label: str, message: str) -> ExitCode:
-    status, template = EXIT_CODES[label]
-    return ExitCode(status, template.format(message=message), label)
-
-
 def _exit_for(exception: SelectionError) -> ExitCode:
     if isinstance(exception, EmptyPoolError):
-        return _exit('ERROR_EMPTY_POOL', str(exception))
+        return calcfunction_exit(EXIT_CODES, 'ERROR_EMPTY_POOL', message=str(exception))
     if isinstance(exception, TooFewConfigurationsError):
-        return _exit('ERROR_TOO_FEW_CONFIGURATIONS', str(exception))
+        return calcfunction_exit(EXIT_CODES, 'ERROR_TOO_FEW_CONFIGURATIONS', message=str(exception))
     if isinstance(exception, MissingPropertyError):
-        return _exit('ERROR_MISSING_PROPERTY', str(exception))
-    return _exit('ERROR_SELECTION_FAILED', str(exception))
-
-
-def structure_key(index: int) -> str:
-    """Return the output key of the ``index``-th selected configuration (as the labelling stage expects)."""
-    return f'config_{index:05d}'
+        return calcfunction_exit(EXIT_CODES, 'ERROR_MISSING_PROPERTY', message=str(exception))
+    return calcfunction_exit(EXIT_CODES, 'ERROR_SELECTION_FAILED', message=str(exception))
 
 
 def _allow_partial(dataset: DatasetData) -> bool:
@@ -73,7 +65,7 @@ def select_configurations(pool: DatasetData, spec: orm.Dict) -> dict:
     spec_dict = spec.get_dict()
     message = validate_selection_spec(spec_dict)
     if message:
-        return _exit('ERROR_INVALID_SPEC', message)
+        return calcfunction_exit(EXIT_CODES, 'ERROR_INVALID_SPEC', message=message)
     frames = pool.to_ase()
     try:
         result = run_selection(frames, spec_dict)
@@ -88,14 +80,14 @@ def select_configurations(pool: DatasetData, spec: orm.Dict) -> dict:
         atoms.info['pool_uuid'] = pool.uuid
         selected_frames.append(atoms)
         structure = orm.StructureData(ase=atoms)
-        structure.label = structure_key(k)
+        structure.label = config_key(k)
         details = ', '.join(
             f'{key}={atoms.info[key]}' for key in ('source_uuid', 'step', 'config_type') if key in atoms.info
         )
         structure.description = f'pool configuration {int(index)} of DatasetData {pool.uuid}' + (
             f' ({details})' if details else ''
         )
-        structures[structure_key(k)] = structure
+        structures[config_key(k)] = structure
 
     record = {
         'seed': spec_dict.get('seed'),
@@ -124,7 +116,7 @@ def split_dataset(dataset: DatasetData, spec: orm.Dict) -> dict:
     spec_dict = spec.get_dict()
     message = validate_split_spec(spec_dict)
     if message:
-        return _exit('ERROR_INVALID_SPEC', message)
+        return calcfunction_exit(EXIT_CODES, 'ERROR_INVALID_SPEC', message=message)
     frames = dataset.to_ase()
     config_types = [str(atoms.info.get('config_type', '')) for atoms in frames]
     try:

@@ -6,7 +6,9 @@ from aiida import orm
 from aiida.common.links import LinkType
 from aiida.plugins import CalculationFactory
 
-from aiida_mlpot.calculations.functions.selection import select_configurations, split_dataset
+from aiida_mlpot.calculations.functions.exit_codes import check_exit_code_table
+from aiida_mlpot.calculations.functions.selection import EXIT_CODES, select_configurations, split_dataset
+from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.selection import run_selection
 
@@ -28,6 +30,10 @@ def pool(aiida_profile, pool_frames):
 def test_entry_points():
     assert CalculationFactory('mlpot.select') is select_configurations
     assert CalculationFactory('mlpot.split') is split_dataset
+
+
+def test_exit_code_table():
+    assert check_exit_code_table(EXIT_CODES) is None
 
 
 @pytest.mark.e2e
@@ -56,9 +62,9 @@ def test_select_two_steps_with_provenance(pool, pool_frames):
         assert atoms.info['pool_uuid'] == pool.uuid
 
     structures = results['structures']
-    assert sorted(structures) == [f'config_{k:05d}' for k in range(8)]
+    assert sorted(structures) == [config_key(k) for k in range(8)]
     for k, atoms in enumerate(frames):
-        structure = structures[f'config_{k:05d}']
+        structure = structures[config_key(k)]
         assert structure.is_stored
         np.testing.assert_allclose(structure.get_ase().positions, atoms.positions)
         assert f'pool configuration {atoms.info["pool_index"]}' in structure.description

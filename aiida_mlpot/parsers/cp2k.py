@@ -15,7 +15,7 @@ Exit codes (those declared by ``Cp2kCalculation``): ``ERROR_OUTPUT_MISSING`` (21
 (301), ``ERROR_OUTPUT_PARSE`` (302: no energy or forces), ``ERROR_OUTPUT_INCOMPLETE`` (303),
 ``ERROR_OUTPUT_CONTAINS_ABORT`` (304), ``ERROR_OUT_OF_WALLTIME`` (400) and ``ERROR_SCF_NOT_CONVERGED`` (450).
 Debian's CP2K exits 0 with only a warning when the SCF did not converge; this parser turns that into 450,
-which ``Cp2kBaseWorkChain.restart_incomplete_calculation`` handles when enabled. ``output_parameters`` is
+which ``Cp2kLabelWorkChain`` (``mlpot.cp2k.label``) handles with the robust settings. ``output_parameters`` is
 attached whenever the output could be read, also on failure, so the reason is inspectable.
 """
 
@@ -25,8 +25,8 @@ from aiida import orm
 from aiida.common import exceptions
 from aiida.parsers import Parser
 
+from aiida_mlpot.inputs.cp2k import FORCES_FILE, STRESS_FILE
 from aiida_mlpot.parsers.parse_raw.cp2k import parse_cp2k_single_point
-from aiida_mlpot.workflows.cp2k_inputs import FORCES_FILE, STRESS_FILE
 
 
 class Cp2kLabelParser(Parser):

@@ -4,7 +4,8 @@ A poor early potential can push atoms unphysically close; the reference energies
 configurations are huge and spoil a fit. :func:`find_outliers` returns a reason for every configuration that
 must not be trained on:
 
-* any pair of atoms closer than ``min_distance`` Å (minimum image);
+* any pair of atoms closer than ``min_distance`` Å (minimum image; :func:`aiida_mlpot.analysis.geometry.too_close`,
+  the package's one minimum-distance measure);
 * any force component norm |F_i| above ``max_force`` eV/Å;
 * an energy per atom further than ``energy_mad_threshold`` robust standard deviations (1.4826 * MAD) from
   the median of the set (only applied with at least ``min_frames_for_energy`` frames, and with a floor of
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
-from ase.geometry import get_distances
+
+from aiida_mlpot.analysis.geometry import too_close
+
+__all__ = ('DEFAULT_GUARD', 'find_outliers', 'validate_guard')
 
 DEFAULT_GUARD = {
     'min_distance': 1.0,
@@ -26,20 +30,13 @@ DEFAULT_GUARD = {
 }
 
 
-def min_pair_distance(atoms: Atoms) -> float:
-    """Return the smallest interatomic distance (Å) of ``atoms`` with the minimum-image convention."""
-    if len(atoms) < 2:
-        return float('inf')
-    _, distances = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    np.fill_diagonal(distances, np.inf)
-    return float(distances.min())
-
-
-def check_geometry(atoms: Atoms, min_distance: float) -> str | None:
-    """Return a reason if two atoms are closer than ``min_distance`` Å, else None (usable before labelling)."""
-    dmin = min_pair_distance(atoms)
-    if dmin < min_distance:
-        return f'min pair distance {dmin:.3f} A < {min_distance} A'
+def validate_guard(guard: dict) -> str | None:
+    """Return what is wrong with guard settings (an unknown key, a value that is not a number), or None."""
+    for key, value in guard.items():
+        if key not in DEFAULT_GUARD:
+            return f'unknown key `{key}` in the outlier guard; known: {", ".join(DEFAULT_GUARD)}'
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f'outlier guard `{key}` must be a number, got {value!r}'
     return None
 
 
@@ -52,7 +49,7 @@ def find_outliers(frames: list[Atoms], **guard) -> dict[int, str]:
     options = {**DEFAULT_GUARD, **guard}
     reasons: dict[int, list[str]] = {}
     for index, atoms in enumerate(frames):
-        reason = check_geometry(atoms, options['min_distance'])
+        reason = too_close(atoms, options['min_distance'])
         if reason:
             reasons.setdefault(index, []).append(reason)
         forces = atoms.arrays.get('forces')

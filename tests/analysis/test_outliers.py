@@ -3,7 +3,7 @@
 import numpy as np
 from ase.build import bulk
 
-from aiida_mlpot.analysis.outliers import check_geometry, find_outliers, min_pair_distance
+from aiida_mlpot.analysis.outliers import DEFAULT_GUARD, find_outliers, validate_guard
 
 
 def _frames(n=8, seed=0):
@@ -22,13 +22,22 @@ def test_clean_set_has_no_outliers():
     assert find_outliers(_frames()) == {}
 
 
-def test_min_pair_distance_uses_minimum_image():
-    atoms = bulk('NaCl', 'rocksalt', a=5.64, cubic=True)
-    assert abs(min_pair_distance(atoms) - 2.82) < 1e-9
-    atoms.positions[0] = atoms.positions[-1] + [0.0, 0.0, 0.3]
-    assert abs(min_pair_distance(atoms) - 0.3) < 1e-9
-    assert 'min pair distance 0.300' in check_geometry(atoms, 1.0)
-    assert check_geometry(bulk('NaCl', 'rocksalt', a=5.64, cubic=True), 1.0) is None
+def test_geometry_check_uses_the_minimum_image():
+    """Two atoms 0.3 Å apart across the periodic boundary are caught (the one kernel of analysis.geometry)."""
+    frames = _frames(2)
+    frames[1].positions[0] = [0.1, 0.0, 0.0]
+    frames[1].positions[1] = [5.64 - 0.2, 0.0, 0.0]  # 0.3 Å away through the boundary, 5.34 Å inside the cell
+    outliers = find_outliers(frames)
+    assert set(outliers) == {1}
+    assert 'interatomic distance 0.300 Å below 1.0 Å' in outliers[1]
+
+
+def test_validate_guard():
+    assert validate_guard(DEFAULT_GUARD) is None
+    assert validate_guard({'max_force': 10}) is None
+    assert 'unknown key `max_forces`' in validate_guard({'max_forces': 10})
+    assert 'must be a number' in validate_guard({'max_force': 'big'})
+    assert 'must be a number' in validate_guard({'max_force': True})
 
 
 def test_each_criterion_flags_its_frame():
@@ -38,7 +47,7 @@ def test_each_criterion_flags_its_frame():
     frames[7].info['energy'] += 5.0 * len(frames[7])
     outliers = find_outliers(frames)
     assert set(outliers) == {2, 5, 7}
-    assert 'min pair distance' in outliers[2]
+    assert 'interatomic distance 0.400 Å' in outliers[2]
     assert '|F| max 80' in outliers[5]
     assert 'robust sigmas' in outliers[7]
 

@@ -1,5 +1,6 @@
-"""Calcfunctions of the labelling stage: a dataset split into one structure per configuration, and the merge of
-per-configuration oracle results into one labelled dataset with the outlier guard (provenance of every label)."""
+"""Calcfunctions of the labelling stage: a dataset split into one structure per configuration, the CP2K
+basis/pseudopotential entries the elements need, and the merge of per-configuration oracle results into one
+labelled dataset with the outlier guard (provenance of every label)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,21 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_mlpot.analysis.outliers import DEFAULT_GUARD, find_outliers
+from aiida_mlpot.calculations.functions.exit_codes import calcfunction_exit
+from aiida_mlpot.common.keys import config_index, config_key
 from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.inputs import cp2k as cp2k_inputs
 
-__all__ = ('collect_labels', 'config_key', 'dataset_to_structures')
+__all__ = ('EXIT_CODES', 'collect_labels', 'cp2k_data_files', 'dataset_to_structures')
+
+#: Exit codes of the calcfunctions (label: (status, message)); calcfunctions cannot declare them in a spec.
+EXIT_CODES = {
+    'ERROR_INVALID_CP2K_SETTINGS': (201, 'the CP2K settings are invalid: {message}'),
+    'ERROR_MISSING_CP2K_DATA': (202, 'the CP2K data files lack what the settings name: {message}'),
+}
 
 #: Label info keys never copied from a source frame (they are replaced by the oracle's labels).
 _LABEL_KEYS = ('energy', 'virial', 'stress', 'free_energy', 'source_uuid', 'label_key')
-
-
-def config_key(index: int) -> str:
-    """Return the key of configuration ``index`` (``config_00000``, ...), as the labelling stage names them."""
-    return f'config_{index:05d}'
 
 
 @calcfunction
@@ -30,32 +35,47 @@ def dataset_to_structures(dataset: DatasetData) -> dict:
     return {config_key(i): orm.StructureData(ase=atoms) for i, atoms in enumerate(dataset.to_ase())}
 
 
-def _info_from_creator(structure: orm.StructureData, cache: dict) -> dict:
-    """Return the free-form info (``config_type``, ``pool_index``, ...) of the frame a structure was made from.
+@calcfunction
+def cp2k_data_files(settings: orm.Dict, elements: orm.List) -> dict:
+    """Return the entries of CP2K's basis and pseudopotential files that ``elements`` need, as two files.
 
-    A structure returned by a selection calcfunction as ``structures__<key>`` next to a ``selected``
-    DatasetData (``aiida_mlpot.calculations.functions.selection.select_configurations``) is frame ``k`` of
-    that dataset, ``k`` being the position of ``<key>`` among the sorted keys. Anything else has no info.
-    ``cache`` maps a creator's pk to its frames, so each dataset is read once.
+    Reads ``data_dir``/``basis_file`` and ``data_dir``/``potential_file`` of the settings on the machine that
+    runs it (the AiiDA daemon's; Debian ``cp2k-data`` by default), so the exact data a label was computed with
+    are nodes of the graph. Only for ``method: dft``.
+
+    :param settings: the CP2K settings of :mod:`aiida_mlpot.inputs.cp2k` (``data_dir``, ``basis_file``,
+        ``potential_file``, ``basis``, ``pseudo`` are read).
+    :param elements: the chemical symbols to cover.
+    :return: ``basis`` and ``potential`` (SinglefileData named ``BASIS_MLPOT`` / ``POTENTIAL_MLPOT``, as the
+        CP2K input refers to them); exit code 201 for settings that are not ``dft`` or invalid, 202 for a
+        missing file or entry (the message names them).
     """
-    from aiida.common.links import LinkType
+    values = settings.get_dict()
+    message = cp2k_inputs.validate_settings(values)
+    if message is None and values['method'] != 'dft':
+        message = f'data files are only needed by `dft`, not `{values["method"]}`'
+    if message:
+        return calcfunction_exit(EXIT_CODES, 'ERROR_INVALID_CP2K_SETTINGS', message=message)
+    symbols = sorted(set(elements.get_list()))
+    message = cp2k_inputs.check_data_files(values, symbols)
+    if message:
+        return calcfunction_exit(EXIT_CODES, 'ERROR_MISSING_CP2K_DATA', message=message)
+    files = cp2k_inputs.extract_data_files(values, symbols)
+    return {
+        'basis': orm.SinglefileData.from_string(
+            files[cp2k_inputs.BASIS_FILE], filename=cp2k_inputs.BASIS_FILE
+        ),
+        'potential': orm.SinglefileData.from_string(
+            files[cp2k_inputs.POTENTIAL_FILE], filename=cp2k_inputs.POTENTIAL_FILE
+        ),
+    }
 
-    creator = structure.creator
-    if creator is None or 'selected' not in creator.outputs:
-        return {}
-    links = creator.base.links.get_outgoing(link_type=LinkType.CREATE).all()
-    keys = sorted(link.link_label for link in links if link.link_label.startswith('structures__'))
-    mine = [link.link_label for link in links if link.node.pk == structure.pk]
-    if not mine or mine[0] not in keys:
-        return {}
-    if creator.pk not in cache:
-        cache[creator.pk] = creator.outputs.selected.to_ase()
-    frames = cache[creator.pk]
-    if len(frames) != len(keys):
-        return {}
-    info = dict(frames[keys.index(mine[0])].info)
-    if 'source_uuid' in info:
-        info['parent_source_uuid'] = info.pop('source_uuid')
+
+def _frame_info(atoms) -> dict:
+    """Return the free-form info of a source frame to carry over (its ``source_uuid`` as ``parent_source_uuid``)."""
+    info = {name: value for name, value in atoms.info.items() if name not in _LABEL_KEYS}
+    if 'source_uuid' in atoms.info:
+        info['parent_source_uuid'] = atoms.info['source_uuid']
     return info
 
 
@@ -67,8 +87,10 @@ def collect_labels(guard: orm.Dict, report: orm.Dict, **kwargs) -> dict:
     :param report: ``{'failures': {key: reason}, 'retried': [keys]}`` from the work chain.
     :param kwargs: ``structure_<key>`` (StructureData, every configuration), ``result_<key>`` (Dict, the
         ``output_parameters`` of the CP2K calculation that labelled it), optionally ``rerun`` (DatasetData of
-        the classical oracle, frames with ``info['label_key']``) and ``source`` (the input DatasetData whose
-        free-form info such as ``config_type`` is carried over).
+        the classical oracle, frames with ``info['label_key']``) and ``source`` (the DatasetData the structures
+        were split from by :func:`dataset_to_structures`, e.g. the ``selected`` output of a selection: the
+        free-form info of frame ``config_index(key)``, such as ``config_type`` and ``pool_index``, is carried
+        over, its ``source_uuid`` as ``parent_source_uuid``). Without ``source`` no info is carried over.
     :return: ``labelled`` (DatasetData, sorted keys; absent if nothing was labelled), ``excluded`` (Dict
         key -> reason) and ``counts`` (Dict).
     """
@@ -86,19 +108,14 @@ def collect_labels(guard: orm.Dict, report: orm.Dict, **kwargs) -> dict:
 
     excluded: dict[str, str] = {}
     candidates: list[tuple[str, object]] = []
-    creator_frames: dict[int, list] = {}
     for key in sorted(structures):
         if key in failures:
             excluded[key] = failures[key]
             continue
         atoms = structures[key].get_ase()
-        if source_frames is not None and key.startswith('config_'):
-            info = source_frames[int(key.split('_')[-1])].info
-        else:
-            info = _info_from_creator(structures[key], creator_frames)
-        for name, value in info.items():
-            if name not in _LABEL_KEYS:
-                atoms.info[name] = value
+        index = config_index(key) if source_frames is not None else None
+        if index is not None and index < len(source_frames):
+            atoms.info.update(_frame_info(source_frames[index]))
         if key in results:
             values = results[key].get_dict()
             atoms.info['energy'] = float(values['energy'])

@@ -1,102 +1,197 @@
 """`LabellingWorkChain`: energy, forces and virial of selected configurations from a reference oracle.
 
-Oracles:
+Oracles (give exactly one of the two input namespaces; only the inputs of that oracle are recorded):
 
-* ``cp2k``: one ``Cp2kBaseWorkChain`` (aiida-cp2k) per configuration, with this package's parser
-  ``mlpot.cp2k`` (energy, forces, stress; SCF convergence checked). Protocols ``xtb`` (GFN1-xTB, a fast
-  fixed-cell TEST oracle), ``pbe`` and ``stringent`` (PBE+D3, GAPW) live in ``protocols/cp2k.yaml``.
-  A failed configuration is retried once with the protocol's ``robust`` settings, then excluded with its reason.
-  At most ``max_concurrent`` run at once, as a rolling window: a slot is refilled as soon as any job finishes.
+* ``cp2k``: one :class:`~aiida_mlpot.workflows.cp2k_label.Cp2kLabelWorkChain` (``mlpot.cp2k.label``, a
+  subclass of aiida-cp2k's ``Cp2kBaseWorkChain``) per configuration, with this package's parser ``mlpot.cp2k``
+  (energy, forces, stress; SCF convergence checked). The retries are that work chain's process handlers (robust
+  settings once, then wavefunction restarts where the settings ask for them); this work chain only records
+  a label or the final failure reason. ``cp2k.settings`` is the resolved settings dictionary of
+  :mod:`aiida_mlpot.inputs.cp2k`, made from a protocol of ``protocols/labelling.yaml`` (``xtb``, a fast
+  fixed-cell TEST oracle; ``pbe`` and ``stringent``, PBE+D3 GAPW) by :meth:`get_builder_from_protocol`
+  when the builder is made, not at run time.
 * ``classical``: ONE ``LammpsRerunCalculation`` evaluating all configurations with a classical potential
   (the "teacher" mode: labels exact for the model).
 
-Every configuration is its own ``StructureData`` input of the calculation that labels it; the calcfunction
-:func:`collect_labels` merges the per-configuration results into one ``DatasetData`` (each frame records the
-labelling calculation in ``info['source_uuid']`` and its key in ``info['label_key']``) and applies the outlier
-guard of :mod:`aiida_mlpot.analysis.outliers`.
+Design decisions:
+
+* **Concurrency: batches in the outline.** ``while_(has_pending)(submit_batch, inspect_batch)`` submits the
+  next ``cp2k.max_concurrent`` configurations and waits for all of them. aiida-core resumes a step only when
+  every awaited child has terminated, so a batch waits for its slowest member; a rolling window would need to
+  override the private ``WorkChain._on_awaitable_finished``, which this package does not do. The cost is idle
+  slots while the last member of a batch runs: nothing for configurations of equal size and settings (the
+  usual case: one selection of same-size cells); up to the spread of run times per batch otherwise (a retried
+  configuration makes its batch wait for the retry). Measured figures are in docs/labelling.md.
+* **Basis/pseudopotential data are read when the work chain runs**, never in an input validator: the
+  validator checks only what the inputs say (known keys and types of the settings, every element named in the
+  ``basis``/``pseudo`` maps or covered by ``default``, GFN1-xTB's element range). For ``dft`` settings the
+  calcfunction :func:`~aiida_mlpot.calculations.functions.labelling.cp2k_data_files` then reads CP2K's data
+  files on the daemon's machine (Debian ``cp2k-data``, ``data_dir`` in the settings) and returns only the
+  entries the elements need as two ``SinglefileData`` (inputs ``cp2k.file`` of every calculation), so the
+  exact data of every label are in the graph and the CP2K computer needs no data files. A missing file or
+  entry ends the work chain with ``ERROR_MISSING_CP2K_DATA`` (201) before any CP2K job is submitted.
+
+Every configuration is its own ``StructureData`` input of the calculation that labels it (a ``dataset`` input
+is split by the calcfunction ``dataset_to_structures``); the calcfunction ``collect_labels`` merges the
+per-configuration results into one ``DatasetData`` (each frame records the labelling calculation in
+``info['source_uuid']`` and its key in ``info['label_key']``; with a ``dataset`` input the free-form info of
+its frames, e.g. ``config_type`` and ``pool_index`` of a selection) and applies the outlier guard of
+:mod:`aiida_mlpot.analysis.outliers`.
 """
 
 from __future__ import annotations
 
+import pathlib
 import re
+from collections.abc import Mapping, Sequence
 
 from aiida import orm
-from aiida.engine import ProcessState, ToContext, WorkChain, if_, while_
-from aiida.engine.processes.workchains.awaitable import Awaitable
-from aiida.plugins import CalculationFactory, WorkflowFactory
+from aiida.engine import CalcJob, ToContext, WorkChain, if_, while_
+from aiida.plugins import CalculationFactory
 
-from aiida_mlpot.analysis.outliers import DEFAULT_GUARD, check_geometry
-from aiida_mlpot.calculations.functions.labelling import collect_labels, dataset_to_structures
+from aiida_mlpot.analysis.geometry import too_close
+from aiida_mlpot.analysis.outliers import DEFAULT_GUARD, validate_guard
+from aiida_mlpot.calculations.functions.labelling import (
+    collect_labels,
+    cp2k_data_files,
+    dataset_to_structures,
+)
+from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
-from aiida_mlpot.workflows import cp2k_inputs
+from aiida_mlpot.inputs import cp2k as cp2k_inputs
+from aiida_mlpot.workflows.cp2k_label import Cp2kLabelWorkChain
+from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
 
-__all__ = ('LabellingWorkChain', 'collect_labels', 'dataset_to_structures')
+__all__ = ('LabellingWorkChain', 'failure_reason')
 
 ORACLES = ('cp2k', 'classical')
-_DEFAULT_OPTIONS = {
+#: metadata.options of the calculations unless the ``options`` input says otherwise.
+DEFAULT_OPTIONS = {
     'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
     'max_wallclock_seconds': 3600,
     'withmpi': False,
 }
-#: Exit statuses of Cp2kCalculation worth a retry with robust settings (incomplete, walltime, SCF, iterations).
-_RETRIABLE = {303, 400, 401, 450}
-#: Context namespace of the running CP2K children (``ctx.window.<key>``): the rolling window of at most
-#: ``max_concurrent`` labelling jobs.
-_WINDOW = 'window'
+#: Keys of the ``options`` input besides CalcJob's ``metadata.options``.
+EXTRA_OPTIONS = ('omp_num_threads', 'allow_mpi_as_root')
+#: Settings a per-configuration override may not change: the data files are extracted once for all.
+FIXED_SETTINGS = ('method', 'data_dir', 'basis_file', 'potential_file', 'basis', 'pseudo')
+#: Keys of the Cp2kCalculation ``file`` namespace holding the extracted data files.
+DATA_FILE_KEYS = {'basis': cp2k_inputs.BASIS_FILE.lower(), 'potential': cp2k_inputs.POTENTIAL_FILE.lower()}
 
 
 def _validate_fraction(value, _):
     if value is not None and not 0.0 <= value.value <= 1.0:
         return '`min_success_fraction` must be between 0 and 1'
-
-
-def _validate_oracle(value, _):
-    if value is not None and value.value not in ORACLES:
-        return f'`oracle` must be one of {ORACLES}, got `{value.value}`'
+    return None
 
 
 def _validate_max_concurrent(value, _):
     if value is not None and value.value < 1:
-        return '`max_concurrent` must be at least 1'
+        return '`cp2k.max_concurrent` must be at least 1'
+    return None
+
+
+def _validate_settings(value, _):
+    if value is None:
+        return None
+    return cp2k_inputs.validate_settings(value.get_dict())
+
+
+def _validate_guard(value, _):
+    if value is None:
+        return None
+    return validate_guard(value.get_dict())
+
+
+def _validate_options(value, _):
+    if value is None:
+        return None
+    known = set(CalcJob.spec().inputs['metadata']['options']) | set(EXTRA_OPTIONS)
+    unknown = sorted(set(value.get_dict()) - known)
+    if unknown:
+        return f'unknown key `{unknown[0]}` in `options`; known: {", ".join(sorted(known))}'
+    return None
+
+
+def _elements(value) -> list[str]:
+    if value.get('structures'):
+        return sorted({kind.symbol for node in value['structures'].values() for kind in node.kinds})
+    return sorted(value['dataset'].species)
+
+
+def _validate_config_overrides(value, settings: dict) -> str | None:
+    """Return what is wrong with the per-configuration overrides ``{key: settings overrides}``, or None."""
+    overrides = value['cp2k']['config_overrides'].get_dict()
+    if value.get('structures'):
+        keys = set(value['structures'])
+    else:
+        keys = {config_key(i) for i in range(value['dataset'].n_configs)}
+    for key, override in overrides.items():
+        if key not in keys:
+            return f'`cp2k.config_overrides` names `{key}`, which is not a configuration to label'
+        if not isinstance(override, dict):
+            return f'`cp2k.config_overrides.{key}` must be a dictionary of settings'
+        fixed = sorted(set(override) & set(FIXED_SETTINGS))
+        if fixed:
+            return (
+                f'`cp2k.config_overrides.{key}` cannot change `{fixed[0]}`: the data files and kinds are the '
+                'same for every configuration'
+            )
+        message = cp2k_inputs.validate_settings(recursive_merge(settings, override))
+        if message:
+            return f'`cp2k.config_overrides.{key}`: {message}'
+    return None
 
 
 def _validate_inputs(value, ctx):
-    """Validate the combination of inputs; refuse elements without basis/pseudopotential before submission."""
-    if ctx is not None and any(port not in ctx for port in ('structures', 'dataset', 'oracle')):
+    """Validate the combination of inputs from what they say (no file is read)."""
+    if ctx is not None and any(port not in ctx for port in ('structures', 'dataset', 'cp2k', 'classical')):
         return None  # exposed by a parent work chain without the configurations: validated when launched
     structures = value.get('structures') or {}
     if bool(structures) == ('dataset' in value):
         return 'give exactly one of `structures` (a non-empty namespace) or `dataset`'
     if any(not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', key) for key in structures):
         return 'the keys of `structures` must be valid identifiers'
-    oracle = value['oracle'].value if 'oracle' in value else 'cp2k'
-    if structures:
-        elements = sorted({kind.symbol for node in structures.values() for kind in node.kinds})
-    else:
-        elements = list(value['dataset'].species)
-    if oracle == 'cp2k':
-        if 'cp2k_code' not in value:
-            return 'the `cp2k` oracle needs `cp2k_code`'
-        overrides = value['overrides'].get_dict() if 'overrides' in value else {}
-        protocol = value['protocol'].value if 'protocol' in value else None
-        try:
-            settings = cp2k_inputs.load_protocol(protocol, overrides)
-        except (ValueError, KeyError) as exception:
-            return str(exception)
-        message = cp2k_inputs.check_elements(settings, elements)
+    cp2k = value.get('cp2k') or {}
+    classical = value.get('classical') or {}
+    if bool(cp2k) == bool(classical):
+        return 'give exactly one oracle: the `cp2k` or the `classical` namespace'
+    if cp2k:
+        settings = cp2k['settings'].get_dict()
+        message = cp2k_inputs.validate_settings(settings)
+        if message:
+            return message
+        if 'config_overrides' in cp2k:
+            message = _validate_config_overrides(value, settings)
+            if message:
+                return message
+        message = cp2k_inputs.check_elements(settings, _elements(value))
         if message:
             return f'refused before submission: {message}'
-    elif oracle == 'classical':
-        if 'classical_code' not in value or 'potential' not in value:
-            return 'the `classical` oracle needs `classical_code` and `potential`'
     return None
 
 
-class LabellingWorkChain(WorkChain):
+def failure_reason(node: orm.ProcessNode) -> str:
+    """Return why a ``Cp2kLabelWorkChain`` failed: its exit status and that of its last ``Cp2kCalculation``."""
+    reason = f'{node.process_label}<{node.pk}> failed (exit status {node.exit_status}: {node.exit_message})'
+    calcs = sorted((c for c in node.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
+    if not calcs:
+        return reason
+    last = calcs[-1]
+    reason += f'; last Cp2kCalculation<{last.pk}> exit status {last.exit_status}: {last.exit_message}'
+    if 'output_parameters' in last.outputs and not last.outputs.output_parameters.get('scf_converged', True):
+        reason += ' (SCF not converged)'
+    return reason
+
+
+class LabellingWorkChain(ProtocolMixin, WorkChain):
     """Label configurations with energy, forces and virial from CP2K (DFT/xTB) or a classical potential."""
+
+    _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'labelling.yaml'
 
     @classmethod
     def define(cls, spec):
+        """Define the process specification."""
         super().define(spec)
         spec.input_namespace(
             'structures',
@@ -105,48 +200,55 @@ class LabellingWorkChain(WorkChain):
             required=False,
             help='The configurations to label, one node per configuration (keys become `label_key`).',
         )
-        spec.input('dataset', valid_type=DatasetData, required=False, help='Configurations to label.')
         spec.input(
-            'oracle', valid_type=orm.Str, default=lambda: orm.Str('cp2k'), validator=_validate_oracle,
-            help='`cp2k` (protocols xtb, pbe, stringent) or `classical` (LAMMPS single points).',
-        )  # fmt: skip
-        spec.input('cp2k_code', valid_type=orm.AbstractCode, required=False, help='The `cp2k.psmp` code.')
-        spec.input(
-            'protocol', valid_type=orm.Str, default=lambda: orm.Str('xtb'),
-            help=f'CP2K protocol of protocols/cp2k.yaml: {", ".join(cp2k_inputs.get_protocol_names())}.',
-        )  # fmt: skip
-        spec.input(
-            'overrides', valid_type=orm.Dict, required=False,
-            help='Deep-merged into the CP2K protocol, e.g. {"scf": {"max_scf": 50}, "max_retries": 0}.',
-        )  # fmt: skip
-        spec.input(
-            'config_overrides', valid_type=orm.Dict, required=False,
-            help='Per-configuration CP2K overrides {key: overrides}, merged after `overrides`.',
-        )  # fmt: skip
-        spec.input('classical_code', valid_type=orm.AbstractCode, required=False, help='The LAMMPS code.')
-        spec.input('potential', valid_type=orm.Dict, required=False, help='Classical-potential dictionary.')
+            'dataset',
+            valid_type=DatasetData,
+            required=False,
+            help='The configurations to label, e.g. the `selected` output of `select_configurations`; split '
+            'into `config_00000`, ... by `dataset_to_structures`, their free-form info carried over to the labels.',
+        )
         spec.input_namespace(
-            'potential_files', valid_type=orm.SinglefileData, required=False,
+            'cp2k',
+            required=False,
+            populate_defaults=False,
+            help='The CP2K oracle (one job per configuration).',
+        )
+        spec.input('cp2k.code', valid_type=orm.AbstractCode, help='The `cp2k.psmp` code.')
+        spec.input(
+            'cp2k.settings', valid_type=orm.Dict, validator=_validate_settings,
+            help='Resolved CP2K settings (aiida_mlpot.inputs.cp2k; made by `get_builder_from_protocol`).',
+        )  # fmt: skip
+        spec.input(
+            'cp2k.config_overrides', valid_type=orm.Dict, required=False,
+            help='Per-configuration settings overrides {key: overrides}, merged into `cp2k.settings`.',
+        )  # fmt: skip
+        spec.input(
+            'cp2k.max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4), serializer=orm.to_aiida_type,
+            validator=_validate_max_concurrent, help='CP2K jobs per batch (run at once).',
+        )  # fmt: skip
+        spec.input_namespace(
+            'classical', required=False, populate_defaults=False,
+            help='The classical oracle (one LAMMPS job for all configurations).',
+        )  # fmt: skip
+        spec.input('classical.code', valid_type=orm.AbstractCode, help='The LAMMPS code.')
+        spec.input('classical.potential', valid_type=orm.Dict, help='Classical-potential dictionary.')
+        spec.input_namespace(
+            'classical.potential_files', valid_type=orm.SinglefileData, required=False,
             help='Files the classical potential refers to.',
         )  # fmt: skip
         spec.input(
-            'options', valid_type=orm.Dict, required=False,
+            'options', valid_type=orm.Dict, required=False, validator=_validate_options,
             help='metadata.options of the calculations (resources, withmpi, max_wallclock_seconds, '
-            'environment_variables, ...). Extra keys: `omp_num_threads` (CP2K, default from the protocol) and '
+            'environment_variables, ...). Extra keys: `omp_num_threads` (CP2K, default from the settings) and '
             '`allow_mpi_as_root` (sets OMPI_ALLOW_RUN_AS_ROOT[_CONFIRM]=1 for withmpi=True).',
         )  # fmt: skip
         spec.input(
-            'max_concurrent',
-            valid_type=orm.Int,
-            default=lambda: orm.Int(4),
-            validator=_validate_max_concurrent,
-        )
-        spec.input(
             'min_success_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.5),
-            validator=_validate_fraction, help='Below this fraction of labelled configurations the work chain fails.',
+            serializer=orm.to_aiida_type, validator=_validate_fraction,
+            help='Below this fraction of labelled configurations the work chain fails.',
         )  # fmt: skip
         spec.input(
-            'guard', valid_type=orm.Dict, required=False,
+            'guard', valid_type=orm.Dict, required=False, validator=_validate_guard,
             help=f'Outlier guard settings, defaults {DEFAULT_GUARD}.',
         )  # fmt: skip
         spec.inputs.validator = _validate_inputs
@@ -157,8 +259,8 @@ class LabellingWorkChain(WorkChain):
             if_(cls.is_cp2k)(
                 cls.prepare_cp2k,
                 while_(cls.has_pending)(
-                    cls.submit_cp2k,
-                    cls.inspect_cp2k,
+                    cls.submit_batch,
+                    cls.inspect_batch,
                 ),
             ).else_(
                 cls.run_classical,
@@ -175,19 +277,92 @@ class LabellingWorkChain(WorkChain):
         )
 
         spec.exit_code(
+            201, 'ERROR_MISSING_CP2K_DATA',
+            message='refused before submission: {message}',
+        )  # fmt: skip
+        spec.exit_code(
             410, 'ERROR_TOO_FEW_LABELLED',
             message='only {n_labelled} of {n_input} configurations were labelled, below min_success_fraction={fraction}.',
         )  # fmt: skip
         spec.exit_code(
-            420, 'ERROR_SUB_PROCESS_FAILED_CLASSICAL',
-            message='the classical LAMMPS rerun failed with exit status {status}: {message}',
+            420, 'ERROR_SUB_PROCESS_FAILED_LABELLING',
+            message='{process} failed with exit status {status}: {message}',
         )  # fmt: skip
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structures_or_dataset: DatasetData | Mapping[str, orm.StructureData] | Sequence[orm.StructureData],
+        protocol: str | None = None,
+        overrides: Mapping | None = None,
+        options: Mapping | None = None,
+        oracle: str = 'cp2k',
+        potential: Mapping | orm.Dict | None = None,
+        potential_files: Mapping[str, orm.SinglefileData] | None = None,
+    ):
+        """Return a builder labelling ``structures_or_dataset`` with ``oracle``, the protocol resolved now.
+
+        :param code: the CP2K code (``oracle='cp2k'``) or the LAMMPS code (``oracle='classical'``).
+        :param structures_or_dataset: a ``DatasetData`` (its frames' info is carried over to the labels), a
+            mapping ``{key: StructureData}`` or a sequence of ``StructureData`` (keys ``config_00000``, ...).
+        :param protocol: CP2K protocol of ``protocols/labelling.yaml`` (default ``xtb``); CP2K oracle only.
+        :param overrides: deep-merged into the protocol inputs, keyed like the ports, e.g.
+            ``{'cp2k': {'settings': {'scf': {'max_scf': 50}}, 'max_concurrent': 2}, 'min_success_fraction': 0.8}``.
+        :param options: the ``options`` input (metadata.options of the calculations, plus ``omp_num_threads``
+            and ``allow_mpi_as_root``).
+        :param oracle: ``cp2k`` or ``classical``.
+        :param potential: the classical-potential dictionary (classical oracle only), e.g.
+            ``presets.nacl_tosi_fumi()``.
+        :param potential_files: files the classical potential refers to.
+        :raises ValueError: unknown oracle or protocol, an unknown override key, invalid CP2K settings, or an
+            input that does not apply to the oracle.
+        """
+        if oracle not in ORACLES:
+            raise ValueError(f'unknown oracle `{oracle}`; choose from {", ".join(ORACLES)}')
+        other = 'classical' if oracle == 'cp2k' else 'cp2k'
+        if overrides and other in overrides:
+            raise ValueError(f'override key `{other}` does not apply to the `{oracle}` oracle')
+        if oracle == 'cp2k':
+            if potential is not None or potential_files is not None:
+                raise ValueError('`potential` and `potential_files` apply to the classical oracle only')
+            inputs = cls.get_protocol_inputs(protocol, overrides)
+            message = cp2k_inputs.validate_settings(inputs['cp2k']['settings'])
+            if message:
+                raise ValueError(message)
+        else:
+            if protocol is not None:
+                raise ValueError('protocols set CP2K settings: they apply to the cp2k oracle only')
+            if potential is None:
+                raise ValueError('the classical oracle needs `potential`')
+            inputs = cls.get_protocol_inputs(None, overrides)
+            inputs.pop('cp2k')
+            inputs.setdefault('classical', {})['potential'] = potential
+            if potential_files:
+                inputs['classical']['potential_files'] = dict(potential_files)
+        inputs[oracle]['code'] = code
+        if options:
+            inputs['options'] = dict(options)
+
+        builder = cls.get_builder()
+        if isinstance(structures_or_dataset, DatasetData):
+            builder.dataset = structures_or_dataset
+        elif isinstance(structures_or_dataset, Mapping):
+            builder.structures = dict(structures_or_dataset)
+        else:
+            builder.structures = {config_key(i): node for i, node in enumerate(structures_or_dataset)}
+        populate_builder(builder, inputs)
+        return builder
 
     # --- setup ------------------------------------------------------------------------------------------------
     def setup(self):
         """Turn the input into one StructureData per configuration and initialise the bookkeeping."""
         if 'dataset' in self.inputs:
-            self.ctx.structures = dict(dataset_to_structures(self.inputs.dataset))
+            self.ctx.structures = dict(
+                dataset_to_structures(
+                    self.inputs.dataset, metadata={'call_link_label': 'dataset_to_structures'}
+                )
+            )
         else:
             self.ctx.structures = dict(self.inputs.structures)
         self.ctx.guard = {**DEFAULT_GUARD, **(self.inputs.guard.get_dict() if 'guard' in self.inputs else {})}
@@ -195,9 +370,9 @@ class LabellingWorkChain(WorkChain):
         self.ctx.retried = []
         self.ctx.results = {}
         user_options = self.inputs.options.get_dict() if 'options' in self.inputs else {}
-        options = {**_DEFAULT_OPTIONS, **user_options}
-        code = self.inputs.get('cp2k_code') if self.is_cp2k() else self.inputs.get('classical_code')
-        if 'withmpi' not in user_options and code is not None and code.with_mpi is not None:
+        options = {**DEFAULT_OPTIONS, **user_options}
+        code = self.inputs.cp2k.code if self.is_cp2k() else self.inputs.classical.code
+        if 'withmpi' not in user_options and code.with_mpi is not None:
             options['withmpi'] = bool(code.with_mpi)  # follow the code's own setting unless told otherwise
         self.ctx.omp_num_threads = options.pop('omp_num_threads', None)
         allow_root = options.pop('allow_mpi_as_root', False)
@@ -210,44 +385,50 @@ class LabellingWorkChain(WorkChain):
     def prescreen(self):
         """Exclude configurations with atoms closer than the guard's ``min_distance`` before any oracle runs."""
         for key in sorted(self.ctx.structures):
-            reason = check_geometry(self.ctx.structures[key].get_ase(), self.ctx.guard['min_distance'])
+            reason = too_close(self.ctx.structures[key].get_ase(), self.ctx.guard['min_distance'])
             if reason:
                 self.ctx.failures[key] = f'refused before labelling: {reason}'
                 self.report(f'configuration {key} refused: {reason}')
 
     def is_cp2k(self):
         """Return whether the oracle is CP2K."""
-        return self.inputs.oracle.value == 'cp2k'
+        return 'code' in self.inputs.get('cp2k', {})
 
     # --- CP2K oracle ------------------------------------------------------------------------------------------
     def prepare_cp2k(self):
-        """Load the protocol, write the basis/pseudopotential entries and queue the configurations."""
-        overrides = self.inputs.overrides.get_dict() if 'overrides' in self.inputs else {}
-        self.ctx.settings = cp2k_inputs.load_protocol(self.inputs.protocol.value, overrides)
-        self.ctx.config_overrides = (
-            self.inputs.config_overrides.get_dict() if 'config_overrides' in self.inputs else {}
+        """Get the basis/pseudopotential entries (``dft``) and queue the configurations that passed the prescreen."""
+        settings = self.inputs.cp2k.settings.get_dict()
+        self.ctx.elements = sorted(
+            {kind.symbol for node in self.ctx.structures.values() for kind in node.kinds}
         )
-        elements = sorted({kind.symbol for node in self.ctx.structures.values() for kind in node.kinds})
-        self.ctx.elements = elements
         self.ctx.data_files = {}
-        if self.ctx.settings['method'] == 'dft':
-            for filename, text in cp2k_inputs.extract_data_files(self.ctx.settings, elements).items():
-                node = orm.SinglefileData.from_string(text, filename=filename)
-                self.ctx.data_files[filename.lower()] = node.store()
-        self.ctx.queue = [(key, 0) for key in sorted(self.ctx.structures) if key not in self.ctx.failures]
-        self.ctx.running = {}
+        if settings['method'] == 'dft':
+            outputs, node = cp2k_data_files.run_get_node(
+                self.inputs.cp2k.settings,
+                orm.List(self.ctx.elements),
+                metadata={'call_link_label': 'cp2k_data_files'},
+            )
+            if node.exit_status == 202:
+                return self.exit_codes.ERROR_MISSING_CP2K_DATA.format(message=node.exit_message)
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING.format(
+                    process=f'cp2k_data_files<{node.pk}>', status=node.exit_status, message=node.exit_message
+                )
+            self.ctx.data_files = {DATA_FILE_KEYS[name]: outputs[name] for name in DATA_FILE_KEYS}
+        self.ctx.queue = [key for key in sorted(self.ctx.structures) if key not in self.ctx.failures]
+        return None
 
     def has_pending(self):
-        """Return whether configurations remain to be labelled or are being labelled."""
-        return bool(self.ctx.queue) or bool(self.ctx.running)
+        """Return whether configurations remain to be labelled."""
+        return bool(self.ctx.queue)
 
-    def _cp2k_builder(self, key: str, attempt: int):
-        settings = cp2k_inputs.deep_merge(self.ctx.settings, self.ctx.config_overrides.get(key, {}))
-        if attempt > 0:
-            settings = cp2k_inputs.robust_settings(settings)
-        Cp2kBaseWorkChain = WorkflowFactory('cp2k.base')
-        builder = Cp2kBaseWorkChain.get_builder()
-        builder.cp2k.code = self.inputs.cp2k_code
+    def _cp2k_builder(self, key: str):
+        """Return the builder of the ``Cp2kLabelWorkChain`` of configuration ``key``."""
+        settings = self.inputs.cp2k.settings.get_dict()
+        if 'config_overrides' in self.inputs.cp2k:
+            settings = recursive_merge(settings, self.inputs.cp2k.config_overrides.get(key, {}))
+        builder = Cp2kLabelWorkChain.get_builder()
+        builder.cp2k.code = self.inputs.cp2k.code
         builder.cp2k.structure = self.ctx.structures[key]
         builder.cp2k.parameters = orm.Dict(cp2k_inputs.build_cp2k_parameters(settings, self.ctx.elements))
         builder.cp2k.settings = orm.Dict(
@@ -255,6 +436,16 @@ class LabellingWorkChain(WorkChain):
         )
         if self.ctx.data_files:
             builder.cp2k.file = self.ctx.data_files
+        robust = bool(settings.get('robust_retry', False))
+        if robust:
+            robust_settings = recursive_merge(settings, settings.get('robust', {}))
+            builder.robust_parameters = orm.Dict(
+                cp2k_inputs.build_cp2k_parameters(robust_settings, self.ctx.elements)
+            )
+        restarts = int(settings.get('wavefunction_restarts', 0))
+        if restarts:
+            builder.handler_overrides = orm.Dict({'restart_incomplete_calculation': {'enabled': True}})
+        builder.max_iterations = orm.Int(1 + int(robust) + restarts)
         options = dict(self.ctx.options)
         environment = dict(options['environment_variables'])
         threads = self.ctx.omp_num_threads or settings.get('omp_num_threads')
@@ -263,85 +454,33 @@ class LabellingWorkChain(WorkChain):
         options['environment_variables'] = environment
         options['parser_name'] = 'mlpot.cp2k'
         builder.cp2k.metadata.options = options
-        builder.cp2k.metadata.call_link_label = f'cp2k_{key}'
-        builder.max_iterations = orm.Int(int(settings.get('max_iterations', 1)))
-        builder.handler_overrides = orm.Dict(
-            {'restart_incomplete_calculation': {'enabled': bool(settings.get('cp2k_restart', False))}}
-        )
-        builder.metadata.call_link_label = f'label_{key}_attempt{attempt}'
-        return builder, settings
+        builder.metadata.call_link_label = f'label_{key}'
+        return builder
 
-    def submit_cp2k(self):
-        """Fill the free slots of the window (at most ``max_concurrent`` running) and wait for the FIRST to finish.
+    def submit_batch(self):
+        """Submit the next ``cp2k.max_concurrent`` configurations and wait for all of them."""
+        size = self.inputs.cp2k.max_concurrent.value
+        self.ctx.batch, self.ctx.queue = self.ctx.queue[:size], self.ctx.queue[size:]
+        children = {}
+        for key in self.ctx.batch:
+            node = self.submit(self._cp2k_builder(key))
+            children[f'labels.{key}'] = node
+            self.report(f'submitted {node.process_label}<{node.pk}> for {key}')
+        return ToContext(**children)
 
-        Every running child is (re)awaited as ``ctx.window.<key>``; :meth:`_on_awaitable_finished` resumes the
-        work chain as soon as one of them terminates, so a slot is refilled without waiting for the slowest.
-        """
-        while self.ctx.queue and len(self.ctx.running) < self.inputs.max_concurrent.value:
-            key, attempt = self.ctx.queue.pop(0)
-            builder, settings = self._cp2k_builder(key, attempt)
-            node = self.submit(builder)
-            self.ctx.running[node.uuid] = (key, attempt, int(settings.get('max_retries', 0)))
-            self.report(f'submitted {node.process_label}<{node.pk}> for {key} (attempt {attempt})')
-        running = {f'{_WINDOW}.{key}': orm.load_node(uuid) for uuid, (key, _, _) in self.ctx.running.items()}
-        return ToContext(**running)
-
-    def inspect_cp2k(self):
-        """Handle every finished child: store its result, or queue one robust retry, or exclude it with the reason."""
-        for uuid, (key, attempt, max_retries) in list(self.ctx.running.items()):
-            node = orm.load_node(uuid)
-            if not node.is_terminated:
-                continue  # still running: it keeps its slot and is awaited again
-            del self.ctx.running[uuid]
-            self.ctx.get(_WINDOW, {}).pop(key, None)
+    def inspect_batch(self):
+        """Record the label of every configuration of the batch, or the reason it failed."""
+        for key in self.ctx.batch:
+            node = self.ctx.labels[key]
+            n_calcs = sum(1 for child in node.called if isinstance(child, orm.CalcJobNode))
+            if n_calcs > 1:
+                self.ctx.retried.append(key)
             if node.is_finished_ok:
                 self.ctx.results[key] = node.outputs.output_parameters
-                continue
-            reason, status = self._failure_reason(node)
-            if attempt < max_retries and (status in _RETRIABLE or status is None):
-                self.report(f'{key}: {reason}; retrying with the robust settings')
-                self.ctx.retried.append(key)
-                self.ctx.queue.append((key, attempt + 1))
             else:
+                reason = failure_reason(node)
                 self.report(f'{key} excluded: {reason}')
                 self.ctx.failures[key] = reason
-
-    def _on_awaitable_finished(self, awaitable: Awaitable) -> None:
-        """Resume as soon as ONE child of the CP2K window terminates (aiida-core waits for all of them).
-
-        aiida-core resumes a work chain only once every awaitable of a step is resolved, which would turn the
-        window into batches waiting for their slowest member. For awaitables of ``ctx.window`` the chain is
-        resumed at the first termination; the others keep running, are dropped from this wait (the next step
-        starts with no awaitables) and are awaited again by :meth:`submit_cp2k`. A late callback for a child
-        that is no longer awaited is ignored.
-        """
-        if awaitable not in self._awaitables:
-            return
-        super()._on_awaitable_finished(awaitable)
-        if (
-            self.state == ProcessState.WAITING
-            and self._awaitables
-            and str(awaitable.key).startswith(f'{_WINDOW}.')
-        ):
-            self.resume()
-
-    @staticmethod
-    def _failure_reason(node) -> tuple[str, int | None]:
-        """Return a readable reason and the exit status of the last CP2K calculation of a failed base chain."""
-        calcs = sorted((c for c in node.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
-        reason = (
-            f'{node.process_label}<{node.pk}> failed (exit status {node.exit_status}: {node.exit_message})'
-        )
-        if not calcs:
-            return reason, None
-        last = calcs[-1]
-        status = last.exit_status
-        reason += f'; last Cp2kCalculation<{last.pk}> exit status {status}: {last.exit_message}'
-        if 'output_parameters' in last.outputs:
-            values = last.outputs.output_parameters.get_dict()
-            if not values.get('scf_converged', True):
-                reason += ' (SCF not converged)'
-        return reason, status
 
     # --- classical oracle -------------------------------------------------------------------------------------
     def run_classical(self):
@@ -351,13 +490,13 @@ class LabellingWorkChain(WorkChain):
             return None
         LammpsRerunCalculation = CalculationFactory('mlpot.lammps.rerun')
         builder = LammpsRerunCalculation.get_builder()
-        builder.code = self.inputs.classical_code
-        builder.potential = self.inputs.potential
-        if 'potential_files' in self.inputs:
-            builder.potential_files = dict(self.inputs.potential_files)
+        builder.code = self.inputs.classical.code
+        builder.potential = self.inputs.classical.potential
+        if 'potential_files' in self.inputs.classical:
+            builder.potential_files = dict(self.inputs.classical.potential_files)
         builder.structures = {key: self.ctx.structures[key] for key in keys}
         options = dict(self.ctx.options)
-        options.pop('parser_name', None)
+        options.pop('parser_name', None)  # the rerun calculation's own parser
         builder.metadata.options = options
         builder.metadata.call_link_label = 'classical'
         node = self.submit(builder)
@@ -365,13 +504,13 @@ class LabellingWorkChain(WorkChain):
         return ToContext(classical=node)
 
     def inspect_classical(self):
-        """Fail with ERROR_SUB_PROCESS_FAILED_CLASSICAL if the single LAMMPS job failed."""
+        """Fail with ERROR_SUB_PROCESS_FAILED_LABELLING if the single LAMMPS job failed."""
         if 'classical' not in self.ctx:
             return None
         node = self.ctx.classical
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_CLASSICAL.format(
-                status=node.exit_status, message=node.exit_message
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING.format(
+                process=f'{node.process_label}<{node.pk}>', status=node.exit_status, message=node.exit_message
             )
         return None
 
@@ -385,13 +524,12 @@ class LabellingWorkChain(WorkChain):
         if 'dataset' in self.inputs:
             kwargs['source'] = self.inputs.dataset
         report = orm.Dict({'failures': self.ctx.failures, 'retried': self.ctx.retried})
-        outputs = collect_labels(
+        self.ctx.collected = collect_labels(
             guard=orm.Dict(self.ctx.guard),
             report=report,
             metadata={'call_link_label': 'collect_labels'},
             **kwargs,
         )
-        self.ctx.collected = outputs
 
     def results(self):
         """Attach the outputs; fail with ERROR_TOO_FEW_LABELLED below ``min_success_fraction``."""

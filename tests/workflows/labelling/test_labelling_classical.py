@@ -20,15 +20,19 @@ def test_classical_oracle_reproduces_sampling_labels(code_lmp, nacl_reference_fr
     source = DatasetData.from_ase(frames)
     close = frames[0].copy()
     close.positions[1] = close.positions[0] + [0.3, 0.0, 0.0]
-    inputs = {
-        'dataset': DatasetData.from_ase([*frames, close]),
-        'oracle': orm.Str('classical'),
-        'classical_code': code_lmp,
-        'potential': orm.Dict(nacl_tosi_fumi(cutoff=6.5, kspace_accuracy=1.0e-6)),
-        'min_success_fraction': orm.Float(0.8),
-    }
-    results, node = run_get_node(LabellingWorkChain, **inputs)
+    builder = LabellingWorkChain.get_builder_from_protocol(
+        code_lmp,
+        DatasetData.from_ase([*frames, close]),
+        oracle='classical',
+        potential=nacl_tosi_fumi(cutoff=6.5, kspace_accuracy=1.0e-6),
+        overrides={'min_success_fraction': 0.8},
+    )
+    results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
+    # only the inputs of the classical oracle are recorded (no CP2K settings, no CP2K defaults)
+    recorded = set(node.base.links.get_incoming().all_link_labels())
+    assert not [label for label in recorded if label.startswith('cp2k')]
+    assert {'dataset', 'classical__code', 'classical__potential', 'min_success_fraction'} <= recorded
     assert results['excluded'].get_dict().keys() == {'config_00005'}
     labelled = results['labelled'].to_ase()
     assert len(labelled) == 5
@@ -50,29 +54,36 @@ def test_classical_oracle_reproduces_sampling_labels(code_lmp, nacl_reference_fr
     assert len(structures) == 5
 
 
-def test_selected_structures_keep_their_frame_info(code_lmp, nacl_reference_frames):
-    """Structures from `select_configurations` are labelled with the info of the pool frame they came from."""
+def test_selected_dataset_keeps_its_frame_info(code_lmp, nacl_reference_frames):
+    """The `selected` output of `select_configurations` is labelled with the info of the pool frames it holds."""
     from aiida_mlpot.calculations.functions.selection import select_configurations
 
-    pool = DatasetData.from_ase(nacl_reference_frames[::20])
+    frames = [atoms.copy() for atoms in nacl_reference_frames[::20]]
+    for atoms in frames:
+        atoms.info['source_uuid'] = f'md-{atoms.info["config_type"]}'  # the MD run a pool frame came from
+    pool = DatasetData.from_ase(frames)
     selection = select_configurations(pool, orm.Dict({'seed': 3, 'steps': [{'method': 'random', 'n': 4}]}))
-    inputs = {
-        'structures': dict(selection['structures']),
-        'oracle': orm.Str('classical'),
-        'classical_code': code_lmp,
-        'potential': orm.Dict(nacl_tosi_fumi(cutoff=6.5, kspace_accuracy=1.0e-6)),
-    }
-    results, node = run_get_node(LabellingWorkChain, **inputs)
+    builder = LabellingWorkChain.get_builder_from_protocol(
+        code_lmp,
+        selection['selected'],
+        oracle='classical',
+        potential=nacl_tosi_fumi(cutoff=6.5, kspace_accuracy=1.0e-6),
+    )
+    results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     selected = selection['selected'].to_ase()
     labelled = results['labelled'].to_ase()
     assert len(labelled) == 4
+    # the selection dataset is an explicit input of the calcfunction that carries its info over
+    collect = results['labelled'].creator
+    assert (
+        collect.base.links.get_incoming(link_label_filter='source').one().node.uuid
+        == selection['selected'].uuid
+    )
     for frame, atoms in zip(selected, labelled, strict=True):
         assert atoms.info['config_type'] == frame.info['config_type']
         assert atoms.info['pool_index'] == frame.info['pool_index']
-        assert (
-            atoms.info['parent_source_uuid'] == frame.info['source_uuid']
-            if 'source_uuid' in frame.info
-            else True
-        )
+        assert atoms.info['pool_uuid'] == pool.uuid
+        assert atoms.info['parent_source_uuid'] == frame.info['source_uuid']
+        assert atoms.info['source_uuid'] != frame.info['source_uuid']  # the rerun that labelled it
         assert abs(atoms.info['energy'] - frame.info['energy']) <= 1e-6 * abs(frame.info['energy'])

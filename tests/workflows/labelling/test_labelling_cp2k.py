@@ -10,6 +10,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 from ase import Atoms
 
+from aiida_mlpot.workflows.cp2k_label import Cp2kLabelWorkChain
 from aiida_mlpot.workflows.labelling import LabellingWorkChain
 
 from .conftest import nacl_box64, nacl_cell8, strained
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 H_DISPLACEMENT = 0.01  # Å
 EPS_STRAIN = 0.002
-SCF_FAIL = {'scf': {'max_scf': 2}, 'max_retries': 0}
+SCF_FAIL = {'scf': {'max_scf': 2}, 'robust_retry': False}
 
 
 @pytest.fixture(scope='module')
@@ -42,23 +43,21 @@ def xtb_run(code_cp2k):
         'scf_fail': nacl_cell8(0.15),
         'scf_retry': nacl_cell8(0.12),
     }
-    inputs = {
-        'structures': {key: orm.StructureData(ase=atoms) for key, atoms in configs.items()},
-        'oracle': orm.Str('cp2k'),
-        'protocol': orm.Str('xtb'),
-        'cp2k_code': code_cp2k,
-        'overrides': orm.Dict({'scf': {'eps_scf': 1.0e-8}, 'omp_num_threads': 1}),
-        'config_overrides': orm.Dict(
-            {
-                'scf_fail': SCF_FAIL,
-                'scf_retry': {'scf': {'max_scf': 2}},
-            }
-        ),
-        'max_concurrent': orm.Int(4),
-        'min_success_fraction': orm.Float(0.5),
-    }
+    builder = LabellingWorkChain.get_builder_from_protocol(
+        code_cp2k,
+        {key: orm.StructureData(ase=atoms) for key, atoms in configs.items()},
+        protocol='xtb',
+        overrides={
+            'cp2k': {
+                'settings': {'scf': {'eps_scf': 1.0e-8}, 'omp_num_threads': 1},
+                'config_overrides': {'scf_fail': SCF_FAIL, 'scf_retry': {'scf': {'max_scf': 2}}},
+                'max_concurrent': 4,
+            },
+            'min_success_fraction': 0.5,
+        },
+    )
     start = time.perf_counter()
-    results, node = run_get_node(LabellingWorkChain, **inputs)
+    results, node = run_get_node(builder)
     print(f'xTB labelling of {len(configs)} configurations: {time.perf_counter() - start:.1f} s')
     frames = {atoms.info['label_key']: atoms for atoms in results['labelled'].to_ase()}
     return node, results, frames
@@ -69,8 +68,9 @@ def test_outputs_and_exclusions(xtb_run):
     assert node.is_finished_ok, node.exit_message
     excluded = results['excluded'].get_dict()
     assert set(excluded) == {'close_pair', 'scf_fail'}
-    assert 'min pair distance 0.300' in excluded['close_pair']
+    assert 'refused before labelling: interatomic distance 0.300 Å' in excluded['close_pair']
     assert 'SCF not converged' in excluded['scf_fail']
+    assert 'Cp2kLabelWorkChain' in excluded['scf_fail']
     counts = results['counts'].get_dict()
     assert counts['n_input'] == 9
     assert counts['n_labelled'] == 7
@@ -109,15 +109,34 @@ def test_every_label_links_to_its_calculation(xtb_run):
         }
 
 
-def test_restart_and_retry_paths(xtb_run):
+def test_retry_is_a_handler_of_the_label_chain(xtb_run):
+    """`scf_retry` fails its SCF (max_scf 2): Cp2kLabelWorkChain reruns it ONCE with the robust settings;
+    `scf_fail` (robust retry off) fails after one calculation; the others need one calculation each."""
     node, _, _ = xtb_run
-    labels = [link.link_label for link in node.base.links.get_outgoing().all()]
-    assert 'label_scf_retry_attempt0' in labels and 'label_scf_retry_attempt1' in labels
-    retry = node.base.links.get_outgoing(link_label_filter='label_scf_retry_attempt1').one().node
+    children = {
+        link.link_label: link.node
+        for link in node.base.links.get_outgoing(node_class=orm.WorkChainNode).all()
+    }
+    assert set(children) == {f'label_{key}' for key in node.inputs.structures if key != 'close_pair'}
+    assert {child.process_label for child in children.values()} == {'Cp2kLabelWorkChain'}
+
+    def calcs(key):
+        return sorted(children[key].called, key=lambda calc: calc.ctime)
+
+    retry = children['label_scf_retry']
     assert retry.is_finished_ok
-    parameters = retry.called[0].inputs.parameters.get_dict()
+    first, second = calcs('label_scf_retry')
+    assert first.exit_status == 450  # ERROR_SCF_NOT_CONVERGED
+    assert first.inputs.parameters['FORCE_EVAL']['DFT']['SCF']['MAX_SCF'] == 2
+    parameters = second.inputs.parameters.get_dict()
     assert parameters['FORCE_EVAL']['DFT']['SCF']['MAX_SCF'] == 400  # the protocol's robust settings
     assert parameters['FORCE_EVAL']['DFT']['SCF']['MIXING']['ALPHA'] == 0.2
+    assert retry.outputs.final_input_parameters.uuid == second.inputs.parameters.uuid
+
+    failed = children['label_scf_fail']
+    assert failed.exit_status == Cp2kLabelWorkChain.exit_codes.ERROR_UNHANDLED_FAILURE.status
+    assert [calc.exit_status for calc in calcs('label_scf_fail')] == [450]
+    assert all(len(calcs(f'label_{key}')) == 1 for key in ('small', 'box64'))
 
 
 def test_forces_match_finite_difference(xtb_run):
@@ -141,12 +160,12 @@ def test_virial_matches_strain_derivative(xtb_run):
 
 def test_too_few_labelled_is_a_4xx_exit_code(code_cp2k):
     """Every configuration fails: the work chain ends with ERROR_TOO_FEW_LABELLED and still reports why."""
-    inputs = {
-        'structures': {'a': orm.StructureData(ase=nacl_cell8())},
-        'cp2k_code': code_cp2k,
-        'overrides': orm.Dict({**SCF_FAIL, 'omp_num_threads': 1}),
-    }
-    results, node = run_get_node(LabellingWorkChain, **inputs)
+    builder = LabellingWorkChain.get_builder_from_protocol(
+        code_cp2k,
+        {'a': orm.StructureData(ase=nacl_cell8())},
+        overrides={'cp2k': {'settings': {**SCF_FAIL, 'omp_num_threads': 1}}},
+    )
+    results, node = run_get_node(builder)
     assert node.exit_status == LabellingWorkChain.exit_codes.ERROR_TOO_FEW_LABELLED.status
     assert 'labelled' not in results
     assert 'a' in results['excluded'].get_dict()
@@ -161,22 +180,22 @@ def test_pbe_gapw_single_point(code_cp2k):
 
     atoms = bulk('NaCl', 'rocksalt', a=5.64)
     atoms.positions[0] += [0.1, 0.05, 0.0]
-    inputs = {
-        'structures': {'prim': orm.StructureData(ase=atoms)},
-        'cp2k_code': code_cp2k,
-        'protocol': orm.Str('pbe'),
-        'overrides': orm.Dict(
-            {
-                'cutoff': 150,
-                'rel_cutoff': 30,
-                'eps_default': 1.0e-10,
-                'scf': {'eps_scf': 1.0e-5, 'ot': False},
-                'max_retries': 0,
-            }
-        ),
+    settings = {
+        'cutoff': 150,
+        'rel_cutoff': 30,
+        'eps_default': 1.0e-10,
+        'scf': {'eps_scf': 1.0e-5, 'ot': False},
+        'robust_retry': False,
+        'wavefunction_restarts': 0,
     }
+    builder = LabellingWorkChain.get_builder_from_protocol(
+        code_cp2k,
+        {'prim': orm.StructureData(ase=atoms)},
+        protocol='pbe',
+        overrides={'cp2k': {'settings': settings}},
+    )
     start = time.perf_counter()
-    results, node = run_get_node(LabellingWorkChain, **inputs)
+    results, node = run_get_node(builder)
     print(f'PBE/GAPW 2-atom single point: {time.perf_counter() - start:.1f} s')
     assert node.is_finished_ok, node.exit_message
     (frame,) = results['labelled'].to_ase()
@@ -185,17 +204,24 @@ def test_pbe_gapw_single_point(code_cp2k):
     assert parameters['FORCE_EVAL']['DFT']['QS']['METHOD'] == 'GAPW'
     assert set(calc.inputs.file) == {'basis_mlpot', 'potential_mlpot'}
     assert 'Na DZVP-MOLOPT-SR-GTH' in calc.inputs.file['basis_mlpot'].get_content()
+    # the data files are outputs of a calcfunction called by the labelling work chain, not stored in a step
+    creator = calc.inputs.file['basis_mlpot'].creator
+    assert creator.process_label == 'cp2k_data_files'
+    assert creator.caller.uuid == node.uuid
     assert frame.info['energy'] < -1000  # about -62 Ha for NaCl with semicore Na
     assert np.abs(frame.arrays['forces'].sum(axis=0)).max() < 0.05
 
 
 def test_element_without_basis_is_refused(code_cp2k):
-    """Pu has no DZVP-MOLOPT-SR-GTH basis in cp2k-data: refused before any submission."""
+    """Pu has no DZVP-MOLOPT-SR-GTH basis in cp2k-data: the work chain reads the data files when it runs and
+    stops with ERROR_MISSING_CP2K_DATA before any CP2K job (the validator reads no file)."""
     atoms = Atoms('NaPu', positions=[[0, 0, 0], [2.5, 0, 0]], cell=[6, 6, 6], pbc=True)
-    with pytest.raises(ValueError, match='refused before submission'):
-        run_get_node(
-            LabellingWorkChain,
-            structures={'a': orm.StructureData(ase=atoms)},
-            cp2k_code=code_cp2k,
-            protocol=orm.Str('pbe'),
-        )
+    builder = LabellingWorkChain.get_builder_from_protocol(
+        code_cp2k, {'a': orm.StructureData(ase=atoms)}, protocol='pbe'
+    )
+    _, node = run_get_node(builder)
+    assert node.exit_status == LabellingWorkChain.exit_codes.ERROR_MISSING_CP2K_DATA.status
+    assert 'refused before submission' in node.exit_message
+    assert 'Pu: no basis `DZVP-MOLOPT-SR-GTH`' in node.exit_message
+    assert 'Na:' not in node.exit_message
+    assert not [child for child in node.called if child.process_label == 'Cp2kLabelWorkChain']

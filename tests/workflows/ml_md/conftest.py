@@ -14,7 +14,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from tests.calculations.ml_md.conftest import gap_potential, ml_md_inputs  # noqa: F401
+from tests.calculations.ml_md.conftest import gap_potential, ml_md_inputs, training_dataset  # noqa: F401
 from tests.engines.conftest import ml_md_gap  # noqa: F401
 
 #: A real GAP for NaCl recorded from gap_fit (tiny: 2b + SOAP n2 l1), enough for inputs that are never run.

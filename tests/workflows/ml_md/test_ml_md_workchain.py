@@ -87,16 +87,21 @@ def steps_of(dataset) -> list[int]:
     return [int(frame.info['step']) for frame in dataset.to_ase()]
 
 
-def test_killed_run_is_finished_from_its_partial_trajectory(ml_md_inputs, localhost):
-    """SIGKILL of the driver after 3 frames (420); the work chain continues from the last one to step 60."""
+def test_killed_run_is_finished_from_its_partial_trajectory(ml_md_inputs, training_dataset, localhost):
+    """SIGKILL of the driver after 3 frames (420); the work chain continues from the last one to step 60.
+
+    The threshold is relative (10 x the training frames' 99th percentile, far above what 1400 K reaches): the
+    first calculation computes the reference score from the training frames, the continuation receives it.
+    """
     parameters = {
         'md': {'temperature_K': 1400.0, 'n_steps': 60, 'dump_interval': 5, 'seed': KILL_SEED},
-        'extrapolation': {'check_interval': 5, 'threshold': 0.2},
+        'extrapolation': {'check_interval': 5, 'relative_threshold': 10.0},
     }
     killer = DriverKiller(localhost.get_workdir(), KILL_SEED, n_frames=3)
     killer.start()
     try:
-        results, node = run_get_node(MlMdWorkChain, md=ml_md_inputs(parameters, index=1))
+        md = ml_md_inputs(parameters, index=1, training=training_dataset)
+        results, node = run_get_node(MlMdWorkChain, md=md)
     finally:
         killer.stop.set()
         killer.join()
@@ -115,6 +120,15 @@ def test_killed_run_is_finished_from_its_partial_trajectory(ml_md_inputs, localh
     assert second.is_finished_ok
     continuation = second.outputs.summary.get_dict()
     assert continuation['initial_step'] == killed_at and continuation['velocities'] == 'from_structure'
+    # the same threshold: the reference score the first run computed is an input of the continuation
+    reference = first.outputs.reference_score
+    assert second.inputs.reference_score.uuid == reference.uuid and 'reference_score' not in second.outputs
+    assert (
+        continuation['threshold']
+        == pytest.approx(interrupted['threshold'])
+        == pytest.approx(10 * reference.value)
+    )
+    assert results['reference_score'].uuid == reference.uuid
 
     summary = results['summary'].get_dict()
     assert summary['outcome'] == 'completed' and summary['n_segments'] == 2

@@ -171,6 +171,7 @@ def plan_labels(
                             'step': frame.info.get('step')})  # fmt: skip
         record['replicas'][key] = {
             'outcome': outcome,
+            'steps_done': replica.get('steps_done'),
             'n_frames': len(trajectory),
             'audited_frames': picked,
             'n_flagged': len(sources_here),

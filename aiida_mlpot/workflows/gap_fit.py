@@ -8,7 +8,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, ToContext, if_, process_handler, while_
 
-from aiida_mlpot.calculations.evaluate import EvaluateCalculation
+from aiida_mlpot.calculations.evaluate import EvaluateCalculation, check_dataset
 from aiida_mlpot.calculations.functions.metrics import compute_error_metrics
 from aiida_mlpot.calculations.gap_fit import GapFitCalculation, declared_memory_mb, validate_fit_inputs
 from aiida_mlpot.data.dataset import DatasetData
@@ -25,8 +25,10 @@ def _validate_gap_fit_namespace(value, _):
     return validate_fit_inputs(value['parameters'].get_dict(), value['dataset'])
 
 
-def validate_inputs(value, _):
+def validate_inputs(value, ctx):
     """The evaluation inputs go with a ``test_dataset`` (both or neither), whose species the fit will know."""
+    if ctx is not None and 'test_dataset' not in ctx:
+        return None  # exposed by a parent work chain that provides the test set when it launches the fit
     evaluate = value.get('evaluate') or {}
     test_dataset = value.get('test_dataset')
     if test_dataset is None:
@@ -35,17 +37,11 @@ def validate_inputs(value, _):
         return None
     if 'code' not in evaluate:
         return 'a `test_dataset` needs `evaluate.code`: the python code that evaluates the potential on it'
-    if test_dataset.n_configs == 0:
-        return 'the `test_dataset` holds no configuration'
     training = value.get('gap_fit', {}).get('dataset')
-    if training is not None:
-        unknown = sorted(set(test_dataset.species) - set(training.species))
-        if unknown:
-            return (
-                f'the `test_dataset` holds species {", ".join(unknown)} absent from the training `gap_fit.dataset` '
-                f'({", ".join(training.species)}): the potential will not know them'
-            )
-    return None
+    # the potential will know the species of its training set
+    return check_dataset(
+        test_dataset, training.species if training is not None else test_dataset.species, 'test_dataset'
+    )
 
 
 class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):

@@ -6,6 +6,8 @@
   verdict (go on, converged, or stopped by a hard limit, and why).
 * :func:`grow_training_set`: the labelled candidates join the training set, the labelled audit frames the
   test set (their labels are never wasted).
+* :func:`exploration_starts`: the start frame of every exploration state point (the last sampled frame).
+* :func:`learning_curve`: the per-iteration table of the whole run.
 
 The logic is pure (:mod:`aiida_mlpot.selection.active`, :mod:`aiida_mlpot.analysis.convergence`); these
 wrappers only convert nodes.
@@ -22,7 +24,14 @@ from aiida_mlpot.common.keys import config_index
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.selection.active import plan_labels
 
-__all__ = ('EXIT_CODES', 'assess_iteration', 'grow_training_set', 'plan_iteration')
+__all__ = (
+    'EXIT_CODES',
+    'assess_iteration',
+    'exploration_starts',
+    'grow_training_set',
+    'learning_curve',
+    'plan_iteration',
+)
 
 #: Exit codes of the calcfunctions (label: (status, message)).
 EXIT_CODES = {
@@ -152,3 +161,82 @@ def grow_training_set(train: DatasetData, test: DatasetData, **labels) -> dict:
         'train': DatasetData.from_ase(new_train, allow_partial=True),
         'test': DatasetData.from_ase(new_test, allow_partial=True),
     }
+
+
+@calcfunction
+def exploration_starts(pool: DatasetData, keys: orm.Dict, structure: orm.StructureData) -> dict:
+    """Return the start structure of every exploration state point: the last pool frame sampled there.
+
+    :param pool: the sampling pool (``info['config_type']`` is the sampling state point of each frame).
+    :param keys: ``{exploration key: sampling state point key}``.
+    :param structure: the starting structure, used where the pool has no frame of that state point (a
+        failed sampling state point).
+    :return: one ``StructureData`` per exploration key.
+    """
+    last = {}
+    for atoms in pool.to_ase():
+        last[str(atoms.info.get('config_type', ''))] = atoms
+    result = {}
+    for key, sampling_key in keys.get_dict().items():
+        atoms = last.get(sampling_key)
+        if atoms is None:
+            result[key] = orm.StructureData(ase=structure.get_ase())
+            continue
+        atoms = atoms.copy()
+        atoms.calc = None
+        result[key] = orm.StructureData(ase=atoms)
+    return result
+
+
+def _value(node, *path, default=None):
+    value = node.get_dict() if node is not None else {}
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return default
+        value = value[key]
+    return value
+
+
+@calcfunction
+def learning_curve(**records) -> orm.Dict:
+    """Return the learning curve: one row per iteration of the loop.
+
+    :param records: per iteration ``k`` (two digits): ``decision_k`` and ``verdict_k`` (Dict), ``metrics_k``
+        (Dict: test metrics of the potential that explored), ``train_k`` (its training set) and, when frames
+        were audited, ``audit_k`` (Dict).
+    :return: ``iterations`` (list of rows: iteration, n_train, oracle_calls, test force/energy RMSE, audit
+        force/energy RMSE, per replica outcome and steps, candidates kept, verdict) and the column units.
+    """
+    indices = sorted({name.rpartition('_')[2] for name in records})
+    rows = []
+    for index in indices:
+        decision = records.get(f'decision_{index}')
+        verdict = records.get(f'verdict_{index}')
+        metrics = records.get(f'metrics_{index}')
+        audit = records.get(f'audit_{index}')
+        train = records.get(f'train_{index}')
+        replicas = _value(decision, 'replicas', default={})
+        rows.append(
+            {
+                'iteration': int(index),
+                'n_train': len(train) if train is not None else None,
+                'oracle_calls': _value(verdict, 'oracle_calls'),
+                'test_force_rmse': _value(metrics, 'overall', 'forces', 'rmse'),
+                'test_energy_rmse': _value(metrics, 'overall', 'energy_per_atom', 'rmse'),
+                'audit_force_rmse': _value(audit, 'force_rmse'),
+                'audit_energy_rmse': _value(audit, 'energy_rmse'),
+                'n_audited': _value(audit, 'n_configs', default=0),
+                'replicas': {
+                    key: {'outcome': entry.get('outcome'), 'steps': entry.get('steps_done')}
+                    for key, entry in replicas.items()
+                },  # fmt: skip
+                'n_triggers': sum(
+                    1 for entry in replicas.values() if entry.get('outcome') == 'extrapolation'
+                ),
+                'n_unstable': sum(1 for entry in replicas.values() if entry.get('outcome') == 'unstable'),
+                'n_candidates': _value(decision, 'n_candidates', default=0),
+                'verdict': _value(verdict, 'reason'),
+            }
+        )
+    units = {'force_rmse': 'eV/Å', 'energy_rmse': 'meV/atom', 'steps': 'MD steps'}
+    return orm.Dict({'iterations': rows, 'units': units})

@@ -1,0 +1,726 @@
+"""`ActiveLearningWorkChain`: from a structure and a classical force field to a GAP that MD can trust.
+
+The outline is the algorithm::
+
+    sample the state points with the classical force field (SamplingWorkChain)
+    select the initial set from the pool (select_configurations) and label it (LabellingWorkChain)
+    split it into training and test sets (split_dataset) and fit (GapFitWorkChain)
+    while not finished:
+        explore: ML MD with the current GAP at every state point (MlMdWorkChain, one replica each)
+        plan: audit frames (visited without a trigger) + distinct candidates (flagged frames, the last
+              good frame of an unstable run)                                   (plan_iteration)
+        label them with the oracle                                             (LabellingWorkChain)
+        assess: the audit errors on what the MD visited, and the verdict       (assess_iteration)
+        grow the training set (candidates) and the test set (audits)           (grow_training_set)
+        refit, unless the verdict stops the loop                               (GapFitWorkChain)
+    results: the potential, its training and test sets, the learning curve    (learning_curve)
+
+Why the audit: the GAP predictive variance measures novelty, not error (docs/active_learning.md): a potential
+can be wrong and confident. So each iteration relabels a few frames the ML MD visited without triggering and
+measures the true error there; the loop is converged only when every replica ran ``target_steps`` without a
+trigger or an instability AND that audit error is below the limits. Hard limits (``max_iterations``,
+``max_oracle_calls``) end it otherwise, with a dedicated exit code and every output attached.
+
+Δ-learning: when the classical potential is coulombic with charges, the GAP is fitted on top of a fixed-charge
+Coulomb baseline with the same charges (``delta_learning``, default on): the local GAP then only learns the
+short-range difference, which cut the error on visited frames by an order of magnitude for molten NaCl.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping, Sequence
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, if_, while_
+
+from aiida_mlpot.calculations.functions.active_learning import (
+    assess_iteration,
+    exploration_starts,
+    grow_training_set,
+    learning_curve,
+    plan_iteration,
+)
+from aiida_mlpot.calculations.functions.selection import select_configurations, split_dataset
+from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.data.potential import GapPotentialData
+from aiida_mlpot.inputs.sampling import state_point_key
+from aiida_mlpot.potentials.classical import is_coulombic
+from aiida_mlpot.selection import validate_selection_spec, validate_split_spec
+from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
+from aiida_mlpot.workflows.labelling import LabellingWorkChain
+from aiida_mlpot.workflows.ml_md import MlMdWorkChain
+from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
+from aiida_mlpot.workflows.sampling import SamplingWorkChain
+
+__all__ = ('ORACLES', 'ActiveLearningWorkChain')
+
+#: The oracles of ``get_builder_from_protocol`` and the labelling protocol each uses.
+ORACLES = {'classical': None, 'cp2k-xtb': 'xtb', 'cp2k-pbe': 'pbe'}
+#: Keys of the ``loop`` input and their meaning (see the port's help).
+LOOP_KEYS = {
+    'target_steps': 'ML-MD steps every replica must run without trigger or instability',
+    'audit_per_replica': 'frames per replica relabelled although nothing triggered (spread in time)',
+    'max_per_iteration': 'candidates labelled per iteration, at most',
+    'min_distance': 'SOAP distance below which a candidate duplicates a training or a kept configuration',
+    'soap': 'SOAP settings of that distance',
+    'audit_force_rmse': 'eV/Å: largest audit force RMSE (components) of a converged loop',
+    'audit_energy_rmse': 'meV/atom: largest audit energy RMSE of a converged loop (None: not checked)',
+    'max_iterations': 'hard limit on exploration iterations',
+    'max_oracle_calls': 'hard limit on configurations sent to the oracle (initial set included)',
+    'sampling_volume_scales': 'NVT state points: volume factors sampled by the classical MD',
+    'baseline_cutoff': 'Å: cutoff of the Coulomb baseline of the Δ-learning fit',
+}
+_LOOP_INT = ('target_steps', 'audit_per_replica', 'max_per_iteration', 'max_iterations', 'max_oracle_calls')
+_LOOP_POSITIVE = ('min_distance', 'audit_force_rmse', 'baseline_cutoff')
+
+
+def validate_loop(node, _) -> str | None:
+    """Validate the ``loop`` settings: known keys, positive numbers."""
+    values = node.get_dict()
+    unknown = sorted(set(values) - set(LOOP_KEYS))
+    if unknown:
+        return f'`loop.{unknown[0]}`: unknown key; known: {", ".join(LOOP_KEYS)}'
+    missing = sorted(set(LOOP_KEYS) - set(values) - {'soap', 'audit_energy_rmse', 'baseline_cutoff'})
+    if missing:
+        return f'`loop.{missing[0]}`: missing'
+    for key in _LOOP_INT:
+        value = values[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < (0 if key == 'audit_per_replica' else 1)
+        ):
+            return f'`loop.{key}`: must be a positive integer, got {value!r}'
+    for key in (*_LOOP_POSITIVE, 'audit_energy_rmse'):
+        value = values.get(key)
+        if value is None and key != 'min_distance':
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            return f'`loop.{key}`: must be a positive number, got {value!r}'
+    scales = values['sampling_volume_scales']
+    if not isinstance(scales, list) or not scales or 1.0 not in [float(x) for x in scales]:
+        return '`loop.sampling_volume_scales`: a non-empty list that contains 1.0 (the exploration volume)'
+    soap = values.get('soap')
+    if soap is not None and not isinstance(soap, dict):
+        return '`loop.soap`: must be a dictionary of SOAP settings'
+    return None
+
+
+def validate_state_points(node, _) -> str | None:
+    """Each state point is ``{temperature_K}`` (NVT at the structure's volume) or ``{temperature_K, pressure_bar}``."""
+    points = node.get_list()
+    if not points:
+        return '`state_points`: empty; give at least one {temperature_K[, pressure_bar]}'
+    for index, point in enumerate(points):
+        if not isinstance(point, dict):
+            return f'`state_points[{index}]`: must be a dictionary, got {point!r}'
+        unknown = sorted(set(point) - {'temperature_K', 'pressure_bar'})
+        if unknown:
+            return f'`state_points[{index}].{unknown[0]}`: unknown key; known: temperature_K, pressure_bar'
+        temperature = point.get('temperature_K')
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
+            return f'`state_points[{index}].temperature_K`: must be a positive number, got {temperature!r}'
+        pressure = point.get('pressure_bar')
+        if pressure is not None and (isinstance(pressure, bool) or not isinstance(pressure, int | float)):
+            return f'`state_points[{index}].pressure_bar`: must be a number, got {pressure!r}'
+    if len({exploration_key(point) for point in points}) != len(points):
+        return '`state_points`: a state point is given twice'
+    return None
+
+
+def validate_inputs(value, _) -> str | None:
+    """Validate the combination: selection and split specs, the oracle's potential, Δ-learning charges."""
+    for port, check in (('selection', validate_selection_spec), ('split', validate_split_spec)):
+        if port in value:
+            message = check(value[port].get_dict())
+            if message:
+                return f'`{port}`: {message}'
+    if 'structure' in value and 'classical_potential' in value and 'delta_learning' in value:
+        potential = value['classical_potential'].get_dict()
+        if value['delta_learning'].value and is_coulombic(potential):
+            symbols = set(value['structure'].get_symbols_set())
+            missing = sorted(symbols - set(potential.get('charges') or {}))
+            if missing:
+                return (
+                    f'`classical_potential.charges.{missing[0]}`: missing, needed by the Δ-learning baseline'
+                )
+    return None
+
+
+def exploration_key(point: Mapping) -> str:
+    """Return the label of an exploration state point: ``T1400_P1`` (NPT) or ``T1400_V1`` (NVT)."""
+    if point.get('pressure_bar') is not None:
+        return state_point_key(
+            {'temperature_K': point['temperature_K'], 'pressure_bar': point['pressure_bar']}
+        )
+    return state_point_key({'temperature_K': point['temperature_K'], 'volume_scale': 1.0})
+
+
+class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
+    """Build a GAP by active learning: sample, select, label, fit, then explore/audit/label/refit until trusted."""
+
+    _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'active_learning.yaml'
+
+    @classmethod
+    def define(cls, spec):
+        """Define the process specification."""
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, help='The starting configuration.')
+        spec.input(
+            'classical_potential',
+            valid_type=orm.Dict,
+            help='The classical force field of the sampling MD (any LAMMPS pair style; the classical oracle too).',
+        )
+        spec.input_namespace(
+            'potential_files', valid_type=orm.SinglefileData, required=False, help='Files it refers to.'
+        )
+        spec.input(
+            'state_points',
+            valid_type=orm.List,
+            serializer=orm.to_aiida_type,
+            validator=validate_state_points,
+            help='Where the potential will be used: `{temperature_K}` (NVT at the volume of `structure`) or '
+            '`{temperature_K, pressure_bar}` (NPT). Physics, not protocol: always from the caller.',
+        )
+        spec.input(
+            'selection',
+            valid_type=orm.Dict,
+            serializer=orm.to_aiida_type,
+            help='Selection spec of the initial set from the sampling pool (`select_configurations`).',
+        )
+        spec.input(
+            'split',
+            valid_type=orm.Dict,
+            serializer=orm.to_aiida_type,
+            help='Split spec of the initial labelled set into training and test sets (`split_dataset`).',
+        )
+        spec.input(
+            'loop',
+            valid_type=orm.Dict,
+            serializer=orm.to_aiida_type,
+            validator=validate_loop,
+            help='Loop settings and stopping criteria: '
+            + '; '.join(f'`{k}` {v}' for k, v in LOOP_KEYS.items()),
+        )
+        spec.input(
+            'delta_learning',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            serializer=orm.to_aiida_type,
+            help='Fit the GAP on top of a Coulomb baseline with the charges of a coulombic classical potential.',
+        )
+        spec.expose_inputs(
+            SamplingWorkChain,
+            namespace='sampling',
+            exclude=('structure', 'potential', 'potential_files', 'state_points'),
+            namespace_options={'help': 'Inputs of the sampling MD (LAMMPS code, MD settings).'},
+        )
+        spec.expose_inputs(
+            LabellingWorkChain,
+            namespace='labelling',
+            exclude=('structures', 'dataset'),
+            namespace_options={'help': 'Inputs of every labelling (the oracle).'},
+        )
+        spec.expose_inputs(
+            GapFitWorkChain,
+            namespace='fitting',
+            exclude=('gap_fit.dataset', 'test_dataset'),
+            namespace_options={
+                'help': 'Inputs of every fit (gap_fit code, parameters; the evaluation code).'
+            },
+        )
+        spec.expose_inputs(
+            MlMdWorkChain,
+            namespace='exploration',
+            exclude=('md.structure', 'md.restart_from', 'md.restart_frame', 'md.potential', 'md.training'),
+            namespace_options={
+                'help': 'Inputs of every ML-MD replica (python code, MD and extrapolation settings).'
+            },
+        )
+        for namespace in ('sampling', 'labelling', 'fitting', 'exploration'):
+            spec.inputs[namespace].dynamic = False
+        spec.inputs.validator = validate_inputs
+
+        spec.outline(
+            cls.setup,
+            cls.run_sampling,
+            cls.inspect_sampling,
+            cls.select_initial,
+            cls.run_labelling,
+            cls.inspect_initial_labelling,
+            cls.run_fit,
+            cls.inspect_fit,
+            while_(cls.should_explore)(
+                cls.run_exploration,
+                cls.plan,
+                if_(cls.has_frames_to_label)(
+                    cls.run_labelling,
+                    cls.inspect_labelling,
+                ),
+                cls.assess,
+                if_(cls.should_refit)(
+                    cls.run_fit,
+                    cls.inspect_fit,
+                ),
+            ),
+            cls.results,
+        )
+
+        spec.output('potential', valid_type=GapPotentialData, help='The final potential.')
+        spec.output('training_set', valid_type=DatasetData, help='The training set of the final potential.')
+        spec.output(
+            'test_set',
+            valid_type=DatasetData,
+            help='Held-out configurations: the initial test split and every audit.',
+        )
+        spec.output('metrics', valid_type=orm.Dict, help='Test-set errors of the final potential.')
+        spec.output(
+            'learning_curve',
+            valid_type=orm.Dict,
+            help='Per iteration: training size, cumulative oracle calls, test and audit errors, steps reached and '
+            'outcome per replica, candidates kept.',
+        )
+        spec.output(
+            'stopping', valid_type=orm.Dict, help='The verdict that ended the loop and which criterion.'
+        )
+        spec.output('pool', valid_type=DatasetData, help='The sampling pool.')
+
+        spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED_SAMPLING', message='the sampling failed: {message}')
+        spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_SELECTION', message='the selection failed: {message}')
+        spec.exit_code(403, 'ERROR_SUB_PROCESS_FAILED_LABELLING', message='the labelling failed: {message}')
+        spec.exit_code(404, 'ERROR_SUB_PROCESS_FAILED_FITTING', message='the fit failed: {message}')
+        spec.exit_code(405, 'ERROR_SUB_PROCESS_FAILED_EXPLORATION', message='the ML MD failed: {message}')
+        spec.exit_code(
+            410,
+            'ERROR_MAX_ITERATIONS',
+            message='not converged after {iterations} iterations (max_iterations): {reason}; the outputs are '
+            'those of the last potential.',
+        )
+        spec.exit_code(
+            411,
+            'ERROR_MAX_ORACLE_CALLS',
+            message='not converged within {calls} oracle calls (max_oracle_calls): {reason}; the outputs are '
+            'those of the last potential.',
+        )
+
+    # --- builder ----------------------------------------------------------------------------------------------
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        structure: orm.StructureData,
+        classical_potential: Mapping | orm.Dict,
+        temperatures: Sequence[float],
+        pressures: Sequence[float] | None = None,
+        oracle: str = 'classical',
+        protocol: str | None = None,
+        overrides: Mapping | None = None,
+        codes: Mapping[str, orm.AbstractCode] | None = None,
+        potential_files: Mapping[str, orm.SinglefileData] | None = None,
+        options: Mapping | None = None,
+    ):
+        """Return a builder of the loop for ``structure`` with ``classical_potential`` at the given state points.
+
+        :param temperatures: temperatures (K) where the potential will be used; with ``pressures`` (bar) the
+            state points are their grid in NPT, otherwise NVT at the volume of ``structure``.
+        :param oracle: ``classical`` (the classical potential is the teacher), ``cp2k-xtb`` (a fast fixed-cell
+            test oracle) or ``cp2k-pbe`` (production DFT).
+        :param protocol: ``fast``, ``balanced`` (default) or ``stringent``; the same name is used for every stage.
+        :param overrides: inputs keyed like the ports (``loop``, ``selection``, ``sampling``, ``labelling``,
+            ``fitting``, ``exploration``, ...); an unknown key is a ``ValueError`` naming it.
+        :param codes: ``lammps``, ``cp2k``, ``gap_fit``, ``python``; default: the codes ``aiida-mlpot setup``
+            registers on ``localhost`` (``lmp``, ``cp2k``, ``gap_fit``, ``python``).
+        :param potential_files: ``SinglefileData`` the classical potential's ``files`` name, by key.
+        :param options: ``metadata.options`` merged into every calculation's.
+        """
+        if oracle not in ORACLES:
+            raise ValueError(f'unknown oracle `{oracle}`; choose from {", ".join(ORACLES)}')
+        codes = _codes(codes, oracle)
+        potential = (
+            classical_potential
+            if isinstance(classical_potential, orm.Dict)
+            else orm.Dict(classical_potential)
+        )
+        overrides = dict(overrides or {})
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        name = protocol or cls.get_default_protocol()
+        state_points = [
+            {'temperature_K': float(t), **({'pressure_bar': float(p)} if p is not None else {})}
+            for t in temperatures
+            for p in (pressures if pressures else [None])
+        ]
+        builder = cls.get_builder()
+        own = {key: inputs[key] for key in ('selection', 'split', 'loop', 'delta_learning') if key in inputs}
+        populate_builder(builder, own)
+        builder.structure = structure
+        builder.classical_potential = potential
+        if potential_files:
+            builder.potential_files = dict(potential_files)
+        builder.state_points = orm.List(state_points)
+
+        sampling = SamplingWorkChain.get_builder_from_protocol(
+            codes['lammps'], structure, name, inputs.get('sampling'), options,
+            potential=potential, state_points=[{'temperature_K': 1.0, 'volume_scale': 1.0}],
+        )  # fmt: skip
+        for key in ('structure', 'potential', 'potential_files', 'state_points'):
+            sampling.pop(key, None)
+        builder.sampling = sampling
+
+        if oracle == 'classical':
+            labelling = LabellingWorkChain.get_builder_from_protocol(
+                codes['lammps'], [structure], None, inputs.get('labelling'), options,
+                oracle='classical', potential=potential, potential_files=potential_files,
+            )  # fmt: skip
+        else:
+            labelling = LabellingWorkChain.get_builder_from_protocol(
+                codes['cp2k'], [structure], ORACLES[oracle], inputs.get('labelling'), options, oracle='cp2k'
+            )
+        for key in ('structures', 'dataset'):
+            labelling.pop(key, None)
+        builder.labelling = labelling
+
+        ports = cls.spec().inputs
+        fitting = GapFitWorkChain.get_protocol_inputs(name, inputs.get('fitting'))
+        exploration = MlMdWorkChain.get_protocol_inputs(name, inputs.get('exploration'))
+        for namespace, child in (('gap_fit', fitting), ('evaluate', fitting), ('md', exploration)):
+            metadata = child.setdefault(namespace, {}).setdefault('metadata', {})
+            metadata['options'] = {**metadata.get('options', {}), **(options or {})}
+        populate_builder(builder.fitting, fitting, ports['fitting'])
+        builder.fitting.gap_fit.code = codes['gap_fit']
+        builder.fitting.evaluate.code = codes['python']
+        populate_builder(builder.exploration, exploration, ports['exploration'])
+        builder.exploration.md.code = codes['python']
+        return builder
+
+    # --- steps ------------------------------------------------------------------------------------------------
+    def setup(self):
+        """Read the settings; the state points of the sampling and of the exploration."""
+        self.ctx.loop = self.inputs.loop.get_dict()
+        self.ctx.iteration = 0
+        self.ctx.oracle_calls = 0
+        self.ctx.records = []
+        self.ctx.verdict = None
+        self.ctx.explore = {}
+        for point in self.inputs.state_points.get_list():
+            self.ctx.explore[exploration_key(point)] = point
+        sampling_points = []
+        for point in self.inputs.state_points.get_list():
+            if point.get('pressure_bar') is not None:
+                sampling_points.append(
+                    {'temperature_K': point['temperature_K'], 'pressure_bar': point['pressure_bar']}
+                )
+            else:
+                for scale in self.ctx.loop['sampling_volume_scales']:
+                    sampling_points.append(
+                        {'temperature_K': point['temperature_K'], 'volume_scale': float(scale)}
+                    )
+        self.ctx.sampling_points = sampling_points
+        potential = self.inputs.classical_potential.get_dict()
+        self.ctx.delta = bool(self.inputs.delta_learning.value and is_coulombic(potential))
+        if self.ctx.delta:
+            charges = {
+                symbol: potential['charges'][symbol] for symbol in self.inputs.structure.get_symbols_set()
+            }
+            self.ctx.baseline = {'type': 'coulomb', 'charges': charges}
+            if self.ctx.loop.get('baseline_cutoff') is not None:
+                self.ctx.baseline['cutoff'] = float(self.ctx.loop['baseline_cutoff'])
+            self.report(f'Δ-learning: the GAP is fitted on top of a Coulomb baseline with charges {charges}')
+        self.ctx.starts = {}
+
+    def run_sampling(self):
+        """Sample the state points with the classical force field."""
+        inputs = AttributeDict(self.exposed_inputs(SamplingWorkChain, 'sampling'))
+        inputs.structure = self.inputs.structure
+        inputs.potential = self.inputs.classical_potential
+        if 'potential_files' in self.inputs:
+            inputs.potential_files = self.inputs.potential_files
+        inputs.state_points = orm.List(self.ctx.sampling_points)
+        inputs.metadata = {'call_link_label': 'sampling'}
+        node = self.submit(SamplingWorkChain, **inputs)
+        self.report(f'sampling {len(self.ctx.sampling_points)} state points: {node.process_label}<{node.pk}>')
+        return ToContext(sampling=node)
+
+    def inspect_sampling(self):
+        """Keep the pool; the exploration of every state point starts from its last sampled frame."""
+        node = self.ctx.sampling
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SAMPLING.format(message=_failure(node))
+        self.ctx.pool = node.outputs.pool
+        self.out('pool', self.ctx.pool)
+        keys = {key: _sampling_key(point) for key, point in self.ctx.explore.items()}
+        starts = exploration_starts(
+            self.ctx.pool,
+            orm.Dict(keys),
+            self.inputs.structure,
+            metadata={'call_link_label': 'exploration_starts'},
+        )
+        self.ctx.starts = {key: starts[key] for key in self.ctx.explore}
+        return None
+
+    def select_initial(self):
+        """Select the initial set from the pool (calcfunction)."""
+        result = select_configurations(
+            self.ctx.pool, self.inputs.selection, metadata={'call_link_label': 'select_initial'}
+        )
+        if not isinstance(result, dict):
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
+        self.ctx.to_label = result['selected']
+        self.report(
+            f'selected {len(self.ctx.to_label)} of {len(self.ctx.pool)} pool frames for the initial set'
+        )
+        return None
+
+    def run_labelling(self):
+        """Label ``ctx.to_label`` with the oracle."""
+        inputs = AttributeDict(self.exposed_inputs(LabellingWorkChain, 'labelling'))
+        inputs.dataset = self.ctx.to_label
+        label = 'label_initial' if self.ctx.iteration == 0 else f'label_{self.ctx.iteration:02d}'
+        inputs.metadata = {'call_link_label': label}
+        self.ctx.oracle_calls += len(self.ctx.to_label)
+        node = self.submit(LabellingWorkChain, **inputs)
+        self.report(f'labelling {len(self.ctx.to_label)} configurations: {node.process_label}<{node.pk}>')
+        return ToContext(labelling=node)
+
+    def _labelled(self):
+        node = self.ctx.labelling
+        if not node.is_finished_ok or 'labelled' not in node.outputs:
+            return None, self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING.format(message=_failure(node))
+        return node.outputs.labelled, None
+
+    def inspect_initial_labelling(self):
+        """Split the labelled initial set into training and test sets (calcfunction)."""
+        labelled, error = self._labelled()
+        if error:
+            return error
+        result = split_dataset(labelled, self.inputs.split, metadata={'call_link_label': 'split_initial'})
+        if not isinstance(result, dict):
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
+        self.ctx.train, self.ctx.test = result['train'], result['test']
+        self.report(f'initial set: {len(self.ctx.train)} training, {len(self.ctx.test)} test configurations')
+        return None
+
+    def run_fit(self):
+        """Fit the GAP to the training set (with the Coulomb baseline under Δ-learning); test on the test set."""
+        inputs = AttributeDict(self.exposed_inputs(GapFitWorkChain, 'fitting'))
+        inputs.gap_fit = AttributeDict(inputs.gap_fit)
+        inputs.gap_fit.dataset = self.ctx.train
+        if self.ctx.delta:
+            parameters = inputs.gap_fit.parameters.get_dict()
+            parameters['baseline'] = self.ctx.baseline
+            inputs.gap_fit.parameters = orm.Dict(parameters)
+        inputs.test_dataset = self.ctx.test
+        inputs.metadata = {'call_link_label': f'fit_{self.ctx.iteration:02d}'}
+        node = self.submit(GapFitWorkChain, **inputs)
+        self.report(f'fitting on {len(self.ctx.train)} configurations: {node.process_label}<{node.pk}>')
+        return ToContext(fit=node)
+
+    def inspect_fit(self):
+        """Keep the potential and its test metrics."""
+        node = self.ctx.fit
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_FITTING.format(message=_failure(node))
+        self.ctx.potential = node.outputs.potential
+        self.ctx.potential_train = self.ctx.train
+        self.ctx.metrics = node.outputs.metrics
+        overall = node.outputs.metrics.get_dict()['overall']
+        self.report(
+            f'potential<{self.ctx.potential.pk}>: test force RMSE {overall["forces"]["rmse"]:.4g} eV/Å, energy '
+            f'RMSE {overall["energy_per_atom"]["rmse"]:.4g} meV/atom'
+        )
+        return None
+
+    def should_explore(self) -> bool:
+        """Return whether another iteration runs (no verdict yet, or one that does not stop the loop)."""
+        return self.ctx.verdict is None or not self.ctx.verdict.get_dict()['stop']
+
+    def run_exploration(self):
+        """Run one ML-MD replica per state point with the current potential (they run concurrently)."""
+        self.ctx.iteration += 1
+        base = self.exposed_inputs(MlMdWorkChain, 'exploration')
+        replicas = {}
+        for index, (key, point) in enumerate(sorted(self.ctx.explore.items())):
+            inputs = AttributeDict(base)
+            inputs.md = AttributeDict(base['md'])
+            parameters = inputs.md.parameters.get_dict()
+            md = parameters.setdefault('md', {})
+            md['temperature_K'] = float(point['temperature_K'])
+            if point.get('pressure_bar') is not None:
+                md.update({'ensemble': 'npt', 'pressure_bar': float(point['pressure_bar'])})
+            md['n_steps'] = int(self.ctx.loop['target_steps'])
+            md['seed'] = int(md.get('seed', 1)) + 1000 * self.ctx.iteration + index
+            inputs.md.parameters = orm.Dict(parameters)
+            inputs.md.potential = self.ctx.potential
+            inputs.md.training = self.ctx.potential_train
+            inputs.md.structure = self.ctx.starts[key]
+            inputs.metadata = {'call_link_label': f'explore_{self.ctx.iteration:02d}_{key}'}
+            node = self.submit(MlMdWorkChain, **inputs)
+            replicas[f'replica_{key}'] = node
+        self.report(f'iteration {self.ctx.iteration}: exploring {", ".join(sorted(self.ctx.explore))}')
+        return ToContext(**replicas)
+
+    def plan(self):
+        """Choose the frames to label: audit frames and distinct candidates (calcfunction ``plan_iteration``)."""
+        sources = {}
+        for key in sorted(self.ctx.explore):
+            node = self.ctx[f'replica_{key}']
+            unstable = node.exit_status == MlMdWorkChain.exit_codes.ERROR_UNSTABLE_MD_GAVE_UP.status
+            if not (node.is_finished_ok or unstable) or not {'trajectory', 'summary'} <= set(node.outputs):
+                return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EXPLORATION.format(message=_failure(node))
+            sources[f'summary_{key}'] = node.outputs.summary
+            sources[f'trajectory_{key}'] = node.outputs.trajectory
+            if 'flagged' in node.outputs:
+                sources[f'flagged_{key}'] = node.outputs.flagged
+            summary = node.outputs.summary.get_dict()
+            self.report(
+                f'{key}: {summary.get("outcome")} after {summary.get("steps_done")} steps '
+                f'(max GAP std {summary.get("max_score")}, threshold {summary.get("threshold")})'
+            )
+            if summary.get('outcome') in ('completed', 'extrapolation') and 'final_structure' in node.outputs:
+                self.ctx.starts[key] = node.outputs.final_structure
+        loop = self.ctx.loop
+        spec = {
+            'audit_per_replica': loop['audit_per_replica'],
+            'max_per_iteration': loop['max_per_iteration'],
+            'min_distance': loop['min_distance'],
+            'iteration': self.ctx.iteration,
+            'budget': max(loop['max_oracle_calls'] - self.ctx.oracle_calls, 0),
+        }
+        if loop.get('soap'):
+            spec['soap'] = loop['soap']
+        result = plan_iteration(
+            self.ctx.potential_train,
+            orm.Dict(spec),
+            metadata={'call_link_label': f'plan_{self.ctx.iteration:02d}'},
+            **sources,
+        )
+        if not isinstance(result, dict):
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
+        self.ctx.decision = result['decision']
+        self.ctx.to_label = result.get('to_label')
+        decision = self.ctx.decision.get_dict()
+        self.report(
+            f'iteration {self.ctx.iteration}: {decision["n_audit"]} audit frames, {decision["n_candidates"]} candidates'
+        )
+        return None
+
+    def has_frames_to_label(self) -> bool:
+        """Return whether the plan has frames for the oracle."""
+        return self.ctx.to_label is not None
+
+    def inspect_labelling(self):
+        """Keep the labels of this iteration."""
+        labelled, error = self._labelled()
+        if error:
+            return error
+        self.ctx.labelled = labelled
+        return None
+
+    def assess(self):
+        """Audit errors and the verdict (``assess_iteration``); grow the training and test sets (``grow_training_set``)."""
+        loop = self.ctx.loop
+        criteria = {
+            key: loop.get(key)
+            for key in (
+                'audit_force_rmse',
+                'audit_energy_rmse',
+                'max_iterations',
+                'max_oracle_calls',
+                'target_steps',
+            )
+        }
+        state = {'iteration': self.ctx.iteration, 'oracle_calls': self.ctx.oracle_calls}
+        labels = {}
+        if self.ctx.to_label is not None:
+            labels = {'planned': self.ctx.to_label, 'labelled': self.ctx.labelled}
+        result = assess_iteration(
+            self.ctx.decision,
+            orm.Dict(criteria),
+            orm.Dict(state),
+            metadata={'call_link_label': f'assess_{self.ctx.iteration:02d}'},
+            **labels,
+        )
+        self.ctx.verdict = result['verdict']
+        verdict = self.ctx.verdict.get_dict()
+        audit = result.get('audit')
+        record = {
+            'decision': self.ctx.decision,
+            'verdict': self.ctx.verdict,
+            'metrics': self.ctx.metrics,
+            'train': self.ctx.potential_train,
+        }
+        if audit is not None:
+            record['audit'] = audit
+            audit_dict = audit.get_dict()
+            self.report(
+                f'iteration {self.ctx.iteration}: audit force RMSE {audit_dict["force_rmse"]:.4g} eV/Å, energy RMSE '
+                f'{audit_dict["energy_rmse"]:.4g} meV/atom on {audit_dict["n_configs"]} frames'
+            )
+        self.ctx.records.append({name: node.uuid for name, node in record.items()})
+        self.report(f'iteration {self.ctx.iteration}: {verdict["reason"]}')
+        if labels:
+            grown = grow_training_set(
+                self.ctx.train,
+                self.ctx.test,
+                metadata={'call_link_label': f'grow_{self.ctx.iteration:02d}'},
+                **labels,
+            )
+            self.ctx.train, self.ctx.test = grown['train'], grown['test']
+
+    def should_refit(self) -> bool:
+        """Refit unless the verdict stops the loop (the current potential is then the result)."""
+        return not self.ctx.verdict.get_dict()['stop']
+
+    def results(self):
+        """Attach the final potential, its data sets, the learning curve and the stopping verdict."""
+        nodes = {}
+        for index, record in enumerate(self.ctx.records, start=1):
+            for name, uuid in record.items():
+                nodes[f'{name}_{index:02d}'] = orm.load_node(uuid)
+        curve = learning_curve(metadata={'call_link_label': 'learning_curve'}, **nodes)
+        self.out('learning_curve', curve)
+        self.out('potential', self.ctx.potential)
+        self.out('training_set', self.ctx.potential_train)
+        self.out('test_set', self.ctx.test)
+        self.out('metrics', self.ctx.metrics)
+        self.out('stopping', self.ctx.verdict)
+        verdict = self.ctx.verdict.get_dict()
+        if verdict['criterion'] == 'max_iterations':
+            return self.exit_codes.ERROR_MAX_ITERATIONS.format(
+                iterations=verdict['iteration'], reason=verdict['reason']
+            )
+        if verdict['criterion'] == 'max_oracle_calls':
+            return self.exit_codes.ERROR_MAX_ORACLE_CALLS.format(
+                calls=verdict['oracle_calls'], reason=verdict['reason']
+            )
+        self.report(
+            f'converged after {verdict["iteration"]} iterations and {verdict["oracle_calls"]} oracle calls'
+        )
+        return None
+
+
+def _failure(node) -> str:
+    return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
+
+
+def _sampling_key(point: Mapping) -> str:
+    """Return the sampling state point whose last frame starts the exploration of ``point``."""
+    if point.get('pressure_bar') is not None:
+        return state_point_key(
+            {'temperature_K': point['temperature_K'], 'pressure_bar': point['pressure_bar']}
+        )
+    return state_point_key({'temperature_K': point['temperature_K'], 'volume_scale': 1.0})
+
+
+def _codes(codes: Mapping | None, oracle: str) -> dict:
+    """Return the codes the loop needs, defaulting to those ``aiida-mlpot setup`` registers on localhost."""
+    codes = dict(codes or {})
+    needed = ['lammps', 'gap_fit', 'python'] + (['cp2k'] if oracle != 'classical' else [])
+    unknown = sorted(set(codes) - {'lammps', 'cp2k', 'gap_fit', 'python'})
+    if unknown:
+        raise ValueError(f'unknown code key `{unknown[0]}`; known: lammps, cp2k, gap_fit, python')
+    labels = {'lammps': 'lmp', 'cp2k': 'cp2k', 'gap_fit': 'gap_fit', 'python': 'python'}
+    for key in needed:
+        if key not in codes:
+            codes[key] = orm.load_code(f'{labels[key]}@localhost')
+    return codes

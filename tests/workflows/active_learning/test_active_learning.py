@@ -1,0 +1,70 @@
+"""ActiveLearningWorkChain end to end with the real codes: LAMMPS teacher, gap_fit, the ML-MD driver."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_mlpot.presets import nacl_tosi_fumi
+from aiida_mlpot.structures import random_box
+from aiida_mlpot.workflows.active_learning import ActiveLearningWorkChain
+
+
+def _builder(codes, structure, overrides):
+    return ActiveLearningWorkChain.get_builder_from_protocol(
+        structure,
+        nacl_tosi_fumi('ewald'),
+        temperatures=[1100.0, 1400.0],
+        oracle='classical',
+        protocol='fast',
+        overrides=overrides,
+        codes=codes,
+    )
+
+
+@pytest.fixture
+def codes(code_lmp, code_gap_fit, code_python):
+    return {'lammps': code_lmp, 'gap_fit': code_gap_fit, 'python': code_python}
+
+
+@pytest.fixture
+def nacl_liquid():
+    return orm.StructureData(ase=random_box({'Na': 32, 'Cl': 32}, density=1.35, min_distance=2.3, seed=3))
+
+
+def test_unknown_override_is_refused_by_name(codes, nacl_liquid):
+    with pytest.raises(ValueError, match='unknown override key `loop_settings`'):
+        _builder(codes, nacl_liquid, {'loop_settings': {}})
+
+
+def test_bad_loop_setting_is_refused_before_running(codes, nacl_liquid):
+    with pytest.raises(ValueError, match='`loop.target_stepz`: unknown key'):
+        _builder(codes, nacl_liquid, {'loop': {'target_stepz': 3}})
+    builder = _builder(codes, nacl_liquid, {})
+    with pytest.raises(ValueError, match=r'`state_points\[0\].temperature_K`: must be a positive number'):
+        builder.state_points = orm.List([{'temperature_K': -5.0}])
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_loop_triggers_then_converges_on_nacl(codes, nacl_liquid):
+    """A deliberately small initial set triggers extrapolation; the loop labels, refits and converges."""
+    overrides = {
+        'selection': {'seed': 1, 'steps': [{'method': 'uniform_force', 'n': 12}, {'method': 'fps', 'n': 6}]},
+        'split': {'method': 'random', 'test_fraction': 0.3, 'seed': 1},
+        'loop': {'target_steps': 300, 'max_iterations': 6, 'max_per_iteration': 4, 'audit_force_rmse': 0.05},
+        'sampling': {
+            'md_parameters': {'equilibration_steps': 500, 'production_steps': 1000, 'dump_interval': 50}
+        },
+        'exploration': {'md': {'parameters': {'extrapolation': {'relative_threshold': 1.5}}}},
+    }
+    results, node = run_get_node(_builder(codes, nacl_liquid, overrides))
+    assert node.is_finished_ok, node.exit_message
+    curve = results['learning_curve'].get_dict()['iterations']
+    assert any(row['n_triggers'] for row in curve), curve
+    stopping = results['stopping'].get_dict()
+    assert stopping['converged'] and stopping['criterion'] == 'converged'
+    last = curve[-1]
+    assert last['audit_force_rmse'] < 0.05 and last['n_triggers'] == 0 and last['n_unstable'] == 0
+    assert len(results['training_set']) > 4  # the candidates joined the training set

@@ -9,17 +9,17 @@ and the dataset file to be copied; the :class:`~aiida_mlpot.parsers.evaluate.Eva
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 
 from aiida import orm
-from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.datastructures import CalcInfo
 from aiida.common.folders import Folder
-from aiida.engine import CalcJob
 
+from aiida_mlpot.calculations.driver import DriverCalculation
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 
-__all__ = ('EvaluateCalculation', 'PARAMETERS', 'validate_inputs', 'validate_parameters')
+__all__ = ('PARAMETERS', 'EvaluateCalculation', 'check_dataset', 'validate_inputs', 'validate_parameters')
 
 #: Keys of the ``parameters`` input: (type, default, meaning).
 PARAMETERS = {
@@ -45,31 +45,35 @@ def validate_parameters(node, _) -> str | None:
     return None
 
 
-def validate_inputs(inputs, _) -> str | None:
-    """Refuse an empty dataset and species the potential does not know, naming them."""
-    if 'dataset' not in inputs or 'potential' not in inputs:
-        return None  # reported by the port validation
-    dataset, potential = inputs['dataset'], inputs['potential']
+def check_dataset(dataset: DatasetData, species: Sequence[str], name: str = 'dataset') -> str | None:
+    """Return why ``dataset`` cannot be evaluated by a potential of ``species`` (empty, unknown species), or None.
+
+    :param name: the input the dataset is given as, named in the message.
+    """
     if dataset.n_configs == 0:
-        return 'the `dataset` holds no configuration: there is nothing to evaluate'
-    unknown = sorted(set(dataset.species) - set(potential.species))
+        return f'the `{name}` holds no configuration: there is nothing to evaluate'
+    unknown = sorted(set(dataset.species) - set(species))
     if unknown:
         return (
-            f'the `dataset` holds species {", ".join(unknown)} that the potential does not know (it knows '
-            f'{", ".join(potential.species)})'
+            f'the `{name}` holds species {", ".join(unknown)} that the potential does not know (it knows '
+            f'{", ".join(species)})'
         )
     return None
 
 
-class EvaluateCalculation(CalcJob):
+def validate_inputs(inputs, _) -> str | None:
+    """Refuse an empty dataset and species the potential does not know, naming them."""
+    if 'dataset' not in inputs or 'potential' not in inputs:
+        return None  # reported by the port validation
+    return check_dataset(inputs['dataset'], inputs['potential'].species)
+
+
+class EvaluateCalculation(DriverCalculation):
     """Predict energy, forces and virial (and optionally the GAP predictive std) of every configuration."""
 
-    FILENAME_INPUT = 'input.json'
+    DRIVER_MODULE = 'aiida_mlpot.engines.evaluate'
     FILENAME_DATASET = 'dataset.xyz'
     FILENAME_PREDICTIONS = 'predictions.xyz'
-    FILENAME_SUMMARY = 'summary.json'
-    FILENAME_STDOUT = 'driver.out'
-    FILENAME_STDERR = 'driver.err'
 
     @classmethod
     def define(cls, spec):
@@ -92,12 +96,7 @@ class EvaluateCalculation(CalcJob):
             ),
         )
         spec.inputs.validator = validate_inputs
-        options = spec.inputs['metadata']['options']
-        options['input_filename'].default = cls.FILENAME_INPUT
-        options['output_filename'].default = cls.FILENAME_STDOUT
-        options['parser_name'].default = 'mlpot.evaluate'
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        options['withmpi'].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'mlpot.evaluate'
 
         spec.output(
             'predictions',
@@ -108,21 +107,12 @@ class EvaluateCalculation(CalcJob):
         )
 
         spec.exit_code(
-            301, 'ERROR_OUTPUT_SUMMARY_MISSING', message='`summary.json` was not retrieved: {detail}'
-        )
-        spec.exit_code(
-            302, 'ERROR_OUTPUT_SUMMARY_INVALID', message='`summary.json` cannot be read: {exception}'
-        )
-        spec.exit_code(
             303, 'ERROR_OUTPUT_PREDICTIONS_MISSING', message='`predictions.xyz` is missing or empty.'
         )
         spec.exit_code(
             304,
             'ERROR_OUTPUT_PREDICTIONS_INVALID',
             message='the predicted configurations cannot be read or do not match the dataset: {exception}',
-        )
-        spec.exit_code(
-            310, 'ERROR_DRIVER_FAILED', message='the evaluation driver stopped with an error: {reason}'
         )
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
@@ -136,25 +126,10 @@ class EvaluateCalculation(CalcJob):
             'summary': self.FILENAME_SUMMARY,
             'uncertainty': bool(parameters.get('uncertainty', PARAMETERS['uncertainty'][1])),
         }
-        with folder.open(self.FILENAME_INPUT, 'w') as handle:
-            json.dump(config, handle, indent=1)
-
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['-m', 'aiida_mlpot.engines.evaluate', self.FILENAME_INPUT]
-        codeinfo.stdout_name = self.FILENAME_STDOUT
-        codeinfo.stderr_name = self.FILENAME_STDERR
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = [
+        local_copy_list = [
             *((potential.uuid, name, name) for name in potential.filenames),
             (dataset.uuid, dataset.filename, self.FILENAME_DATASET),
         ]
-        calcinfo.retrieve_list = [
-            self.FILENAME_SUMMARY,
-            self.FILENAME_PREDICTIONS,
-            self.FILENAME_STDOUT,
-            self.FILENAME_STDERR,
-        ]
-        return calcinfo
+        return self.driver_calcinfo(
+            folder, config, local_copy_list, [self.FILENAME_SUMMARY, self.FILENAME_PREDICTIONS]
+        )

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import io
-import json
-
-from aiida.parsers import Parser
 
 from aiida_mlpot.calculations.evaluate import EvaluateCalculation
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.extxyz import read_frames
+from aiida_mlpot.parsers.driver import DriverParser
 
 __all__ = ('EvaluateParser',)
 
 
-class EvaluateParser(Parser):
+class EvaluateParser(DriverParser):
     """Parse ``summary.json`` and ``predictions.xyz`` of the evaluation driver.
 
     The predictions are attached only when the driver completed and they hold the dataset's configurations:
@@ -23,28 +21,17 @@ class EvaluateParser(Parser):
     failure) ``ERROR_OUTPUT_SUMMARY_MISSING`` with the last line of its standard error.
     """
 
-    def _read(self, name: str) -> str | None:
-        if name not in self.retrieved.base.repository.list_object_names():
-            return None
-        return self.retrieved.base.repository.get_object_content(name, mode='r')
-
     def parse(self, **kwargs):
         """Attach ``predictions``; return the exit code of the driver's outcome."""
-        calc = EvaluateCalculation
-        content = self._read(calc.FILENAME_SUMMARY)
-        if content is None:
-            stderr = (self._read(calc.FILENAME_STDERR) or '').strip().splitlines()
-            detail = stderr[-1] if stderr else 'the driver did not run or was killed'
-            return self.exit_codes.ERROR_OUTPUT_SUMMARY_MISSING.format(detail=detail)
-        try:
-            summary = json.loads(content)
-            outcome = summary['outcome']
-        except (ValueError, KeyError, TypeError) as exception:
-            return self.exit_codes.ERROR_OUTPUT_SUMMARY_INVALID.format(exception=exception)
-        if outcome != 'completed':
-            return self.exit_codes.ERROR_DRIVER_FAILED.format(reason=summary.get('reason', outcome))
+        summary, failure = self.read_summary()
+        if failure is not None:
+            return failure
+        if summary['outcome'] != 'completed':
+            return self.exit_codes.ERROR_DRIVER_FAILED.format(
+                reason=summary.get('reason', summary['outcome'])
+            )
 
-        text = self._read(calc.FILENAME_PREDICTIONS)
+        text = self.read(EvaluateCalculation.FILENAME_PREDICTIONS)
         if not text or not text.strip():
             return self.exit_codes.ERROR_OUTPUT_PREDICTIONS_MISSING
         try:

@@ -89,9 +89,9 @@ def test_killed_before_the_summary(make_node):
 
 
 def test_unreadable_summary_and_missing_predictions(make_node):
-    files = {**recorded('completed'), 'summary.json': '{"outcome": '}
-    _, calcfunction = parse(make_node(files))
-    assert calcfunction.exit_status == 302
+    for summary in ('{"outcome": ', '{"n_configs": 4}'):
+        _, calcfunction = parse(make_node({**recorded('completed'), 'summary.json': summary}))
+        assert calcfunction.exit_status == 302
     files = recorded('completed')
     files.pop('predictions.xyz')
     _, calcfunction = parse(make_node(files))

@@ -3,7 +3,9 @@ from the real LAMMPS (the gap_fit code is the session fixture `code_gap_fit` of 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from ase.build import bulk
 
 
 @pytest.fixture(scope='module')
@@ -23,3 +25,17 @@ def nacl_train_test(aiida_profile, nacl_reference_frames):
         DatasetData.from_ase(frames), orm.Dict({'method': 'random', 'n_test': 20, 'seed': 1})
     )
     return result['train'], result['test']
+
+
+@pytest.fixture
+def tiny_dataset(aiida_profile):
+    """Two 8-atom NaCl cells with energies, zero forces and a virial (for launches and handlers, not fits)."""
+    from aiida_mlpot.data.dataset import DatasetData
+
+    frames = []
+    for index in range(2):
+        atoms = bulk('NaCl', 'rocksalt', a=5.64, cubic=True)
+        atoms.info.update({'energy': -25.0 - index, 'virial': np.eye(3)})
+        atoms.arrays['forces'] = np.zeros((len(atoms), 3))
+        frames.append(atoms)
+    return DatasetData.from_ase(frames).store()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from ase.build import bulk
 
 PARAMETERS = {
     'descriptors': [
@@ -25,22 +23,15 @@ PARAMETERS = {
 
 
 @pytest.fixture
-def workchain(aiida_profile, code_gap_fit):
+def workchain(code_gap_fit, tiny_dataset):
     """Return a factory of an instantiated (not run) GapFitWorkChain after its setup step."""
     from aiida import orm
     from aiida.engine.utils import instantiate_process
     from aiida.manage import get_manager
 
-    from aiida_mlpot.data.dataset import DatasetData
     from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
 
-    frames = []
-    for index in range(2):
-        atoms = bulk('NaCl', 'rocksalt', a=5.64, cubic=True)
-        atoms.info.update({'energy': -25.0 - index, 'virial': np.eye(3)})
-        atoms.arrays['forces'] = np.zeros((len(atoms), 3))
-        frames.append(atoms)
-    dataset = DatasetData.from_ase(frames).store()
+    dataset = tiny_dataset
 
     def factory(parameters=PARAMETERS, extra_inputs=None, **options):
         inputs = {

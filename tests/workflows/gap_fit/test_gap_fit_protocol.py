@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from ase.build import bulk
 
 
 @pytest.fixture
-def dataset(aiida_profile):
-    from aiida_mlpot.data.dataset import DatasetData
-
-    frames = []
-    for index in range(2):
-        atoms = bulk('NaCl', 'rocksalt', a=5.64, cubic=True)
-        atoms.info.update({'energy': -25.0 - index, 'virial': np.eye(3)})
-        atoms.arrays['forces'] = np.zeros((len(atoms), 3))
-        frames.append(atoms)
-    return DatasetData.from_ase(frames).store()
+def dataset(tiny_dataset):
+    return tiny_dataset
 
 
 def test_protocols_have_valid_parameters():
@@ -125,7 +116,7 @@ def test_test_dataset_species_must_be_in_the_training_set(code_gap_fit, code_pyt
     builder = GapFitWorkChain.get_builder_from_protocol(
         code_gap_fit, dataset, protocol='fast', test_dataset=potassium, python_code=code_python
     )
-    with pytest.raises(ValueError, match='`test_dataset` holds species K absent from the training'):
+    with pytest.raises(ValueError, match='`test_dataset` holds species K that the potential does not know'):
         run_get_node(builder)
     builder.test_dataset = DatasetData.from_ase([]).store()
     with pytest.raises(ValueError, match='`test_dataset` holds no configuration'):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aiida import orm
 from ase.build import bulk
 
 
@@ -121,3 +122,25 @@ def test_test_dataset_species_must_be_in_the_training_set(code_gap_fit, code_pyt
     builder.test_dataset = DatasetData.from_ase([]).store()
     with pytest.raises(ValueError, match='`test_dataset` holds no configuration'):
         run_get_node(builder)
+
+
+def test_validator_when_exposed_without_test_dataset(code_gap_fit, code_python, dataset):
+    """A parent that exposes the inputs without `test_dataset` (and gives it at run time) may set `evaluate.code`."""
+    from aiida.engine import WorkChain
+
+    from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
+
+    class Parent(WorkChain):
+        @classmethod
+        def define(cls, spec):
+            super().define(spec)
+            spec.expose_inputs(
+                GapFitWorkChain, namespace='fitting', exclude=('gap_fit.dataset', 'test_dataset')
+            )
+
+    parameters = orm.Dict(GapFitWorkChain.get_protocol_inputs('fast')['gap_fit']['parameters'])
+    fitting = {'gap_fit': {'code': code_gap_fit, 'parameters': parameters}, 'evaluate': {'code': code_python}}
+    assert Parent.spec().inputs.validate({'fitting': fitting}) is None
+    # GapFitWorkChain itself refuses the evaluation code without a test set
+    fitting['gap_fit']['dataset'] = dataset
+    assert 'without a `test_dataset`' in GapFitWorkChain.spec().inputs.validate(fitting).message

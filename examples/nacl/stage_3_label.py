@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 from aiida.engine import run_get_node
-from aiida.orm import Dict, Float, Int, Str
 
+from aiida_mlpot.common.keys import config_index
 from aiida_mlpot.common.units import GPA_TO_EV_PER_ANGSTROM3
 from aiida_mlpot.workflows.labelling import LabellingWorkChain
 
@@ -49,16 +49,15 @@ def _options(code) -> dict:
 
 
 def run(ctx: dict) -> dict:
-    """Label ``ctx['selected_structures']`` (classical teacher) and 2 of them with CP2K xTB; add ``labelled``."""
-    structures = {f'config_{i:05d}': node for i, node in enumerate(ctx['selected_structures'])}
-    results, node = run_get_node(
-        LabellingWorkChain,
-        structures=structures,
-        oracle=Str('classical'),
-        classical_code=ctx['codes']['lammps'],
+    """Label ``ctx['selected']`` (classical teacher) and 2 of its configurations with CP2K xTB; add ``labelled``."""
+    builder = LabellingWorkChain.get_builder_from_protocol(
+        ctx['codes']['lammps'],
+        ctx['selected'],  # the selection's DatasetData: the labels keep config_type, pool_index, ...
+        oracle='classical',
         potential=ctx['classical_potential'],
-        min_success_fraction=Float(0.9),
+        overrides={'min_success_fraction': 0.9},
     )
+    results, node = run_get_node(builder)
     _check(node, 'classical')
     labelled = results['labelled']
     counts = results['counts'].get_dict()
@@ -73,15 +72,14 @@ def run(ctx: dict) -> dict:
 
     keys = sorted(classical)[:N_XTB]
     code = ctx['codes']['cp2k']
-    results_xtb, node_xtb = run_get_node(
-        LabellingWorkChain,
-        structures={key: structures[key] for key in keys},
-        oracle=Str('cp2k'),
-        protocol=Str('xtb'),
-        cp2k_code=code,
-        options=Dict(_options(code)),
-        max_concurrent=Int(1),
+    builder_xtb = LabellingWorkChain.get_builder_from_protocol(
+        code,
+        {key: ctx['selected_structures'][config_index(key)] for key in keys},
+        protocol='xtb',
+        overrides={'cp2k': {'max_concurrent': 1}},
+        options=_options(code),
     )
+    results_xtb, node_xtb = run_get_node(builder_xtb)
     _check(node_xtb, 'CP2K xTB')
     xtb = results_xtb['labelled'].to_ase()
     print(

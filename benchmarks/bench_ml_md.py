@@ -61,7 +61,7 @@ def driver(
 ) -> dict:
     """Run the driver in-process; return its summary."""
     from aiida_mlpot.data.extxyz import write_frames
-    from aiida_mlpot.engines.ase_md import run
+    from aiida_mlpot.engines.ml_md import run
 
     workdir.mkdir(parents=True, exist_ok=True)
     for path in xml.parent.glob(xml.name + '*'):

@@ -1,9 +1,9 @@
 """`MlMdCalculation`: molecular dynamics with a GAP (ASE + quippy on the compute node), stopped on extrapolation.
 
-The calculation runs :mod:`aiida_mlpot.engines.ase_md` with the ``python`` code of the environment
-(command line ``python -m aiida_mlpot.engines.ase_md input.json``). ``prepare_for_submission`` only writes
-the start frame and the JSON input and asks for the potential (and training) files to be copied; the
-:class:`~aiida_mlpot.parsers.ml_md.MlMdParser` turns the retrieved files into outputs.
+The calculation runs the ML-MD driver :mod:`aiida_mlpot.engines.ml_md` with the ``python`` code of the
+environment (command line ``python -m aiida_mlpot.engines.ml_md input.json``). ``prepare_for_submission``
+only writes the start frame and the JSON input and asks for the potential (and training) files to be copied;
+the :class:`~aiida_mlpot.parsers.ml_md.MlMdParser` turns the retrieved files into outputs.
 
 Outcomes: ``completed`` and ``extrapolation`` finish with exit status 0 (the outcome is in the ``summary``
 output; on extrapolation the candidates to label are in ``flagged``); ``unstable`` finishes with
@@ -20,6 +20,13 @@ numbers its frames from that step and ``md.n_steps`` counts the steps **added** 
 initial_step + n_steps``), so to reach the step count a killed run aimed at, give ``n_steps =
 summary['steps_remaining']`` of the interrupted run.
 
+Relative thresholds (``extrapolation.relative_threshold`` k: threshold = k x the ``percentile`` of the training
+frames' own scores): the driver computes that reference score from the ``training`` frames and the parser
+attaches it as the ``reference_score`` output; a later run with the same potential and training set takes it
+as its ``reference_score`` input and needs no training frames (the score depends on the measure, the
+potential and the training configurations only: the GP variance does not depend on the labels). Nothing is
+kept outside the provenance graph.
+
 ``parameters.md.engine = 'lammps'`` runs the MD with a LAMMPS built with ML-QUIP instead of ASE, in segments
 scored afterwards by quippy (:mod:`aiida_mlpot.engines.lammps_quip`); the driver still runs with the
 ``python`` code. The LAMMPS executable is the optional ``lammps_code`` input (an ``InstalledCode`` on the same
@@ -29,9 +36,9 @@ computer, recorded in the provenance graph) or, failing that, the ``lammps.comma
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
+import math
 import shlex
 
 from aiida import orm
@@ -43,33 +50,28 @@ from ase import Atoms
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.extxyz import write_frames
 from aiida_mlpot.data.potential import GapPotentialData
-from aiida_mlpot.engines.ase_md import needs_training, normalise_parameters
+from aiida_mlpot.engines.parameters import needs_training, normalise_parameters
 
-__all__ = ('MlMdCalculation', 'reference_cache_key')
+__all__ = ('MlMdCalculation', 'driver_parameters')
 
-#: Extra of a :class:`GapPotentialData` caching the reference scores of training sets (see ``reference_cache_key``).
-REFERENCE_EXTRA = 'mlpot_ml_md_reference_scores'
+#: The module the calculation runs with ``python -m`` on the compute node.
+DRIVER_MODULE = 'aiida_mlpot.engines.ml_md'
 
 
-def reference_cache_key(parameters: dict, training_uuid: str) -> str:
-    """Return the key under which the reference score of a training set is cached on the potential.
+def driver_parameters(inputs) -> dict:
+    """Return the normalised driver parameters of ``inputs``, the ``reference_score`` input included.
 
-    It depends on the extrapolation method, the percentile, the training dataset and (SOAP) the descriptor.
+    :raises ValueError: invalid parameters, or a reference score given twice.
     """
-    extrapolation = parameters['extrapolation']
-    soap = (
-        json.dumps(extrapolation['soap'], sort_keys=True) if extrapolation['method'] == 'soap_novelty' else ''
-    )
-    digest = hashlib.sha256(soap.encode()).hexdigest()[:12] if soap else 'none'
-    return f'{extrapolation["method"]}:{float(extrapolation["percentile"])}:{training_uuid}:{digest}'
-
-
-def cached_reference_score(potential: GapPotentialData, parameters: dict, training: DatasetData | None):
-    """Return the reference score of ``training`` cached on ``potential`` for these parameters, or None."""
-    if training is None or not potential.is_stored or not training.is_stored:
-        return None
-    cache = potential.base.extras.get(REFERENCE_EXTRA, {})
-    return cache.get(reference_cache_key(parameters, training.uuid))
+    parameters = normalise_parameters(inputs['parameters'].get_dict())
+    if 'reference_score' in inputs:
+        if parameters['extrapolation']['reference_score'] is not None:
+            raise ValueError(
+                'give the reference score either as input `reference_score` or as '
+                '`extrapolation.reference_score`, not both'
+            )
+        parameters['extrapolation']['reference_score'] = inputs['reference_score'].value
+    return parameters
 
 
 def start_frame(inputs) -> tuple[Atoms, int]:
@@ -102,9 +104,12 @@ def validate_inputs(inputs, _):
         if not -n_configs <= index < n_configs:
             return f'`restart_frame` {index} is out of range for a dataset of {n_configs} configurations'
     try:
-        parameters = normalise_parameters(inputs['parameters'].get_dict())
+        parameters = driver_parameters(inputs)
     except ValueError as exception:
         return f'invalid `parameters`: {exception}'
+    message = _validate_reference_score(inputs, parameters)
+    if message:
+        return message
     potential, training = inputs['potential'], inputs.get('training')
     message = _validate_engine(inputs, parameters)
     if message:
@@ -112,13 +117,25 @@ def validate_inputs(inputs, _):
     if needs_training(parameters) and training is None:
         return (
             f'`extrapolation.method={parameters["extrapolation"]["method"]}` with these thresholds needs the '
-            '`training` dataset (or `extrapolation.reference_score`)'
+            '`training` dataset (or a `reference_score`)'
         )
     source = inputs['structure'] if has_structure else inputs['restart_from']
     symbols = set(source.species) if isinstance(source, DatasetData) else set(source.get_symbols_set())
     unknown = symbols - set(potential.species)
     if unknown:
         return f'the potential knows {potential.species}, the structure also has {sorted(unknown)}'
+    return None
+
+
+def _validate_reference_score(inputs, parameters: dict) -> str | None:
+    """Return an error message if the ``reference_score`` input is invalid or does not apply."""
+    if 'reference_score' not in inputs:
+        return None
+    value = inputs['reference_score'].value
+    if not math.isfinite(value) or value <= 0:
+        return f'`reference_score` must be a positive number, got {value}'
+    if parameters['extrapolation']['relative_threshold'] is None:
+        return '`reference_score` is only used with `extrapolation.relative_threshold`'
     return None
 
 
@@ -142,7 +159,7 @@ def _validate_engine(inputs, parameters: dict) -> str | None:
 
 
 def validate_parameters(node, _):
-    """Validate the parameters dictionary (see :data:`aiida_mlpot.engines.ase_md.DEFAULTS`)."""
+    """Validate the parameters dictionary (see :data:`aiida_mlpot.engines.parameters.DEFAULTS`)."""
     try:
         normalise_parameters(node.get_dict())
     except ValueError as exception:
@@ -188,7 +205,7 @@ class MlMdCalculation(CalcJob):
             valid_type=orm.Dict,
             validator=validate_parameters,
             help='Sections `md`, `extrapolation`, `stability`, `lammps`; see '
-            '`aiida_mlpot.engines.ase_md.DEFAULTS`.',
+            '`aiida_mlpot.engines.parameters.DEFAULTS`.',
         )
         spec.input(
             'lammps_code',
@@ -202,6 +219,14 @@ class MlMdCalculation(CalcJob):
             valid_type=DatasetData,
             required=False,
             help='Training set of the potential: reference for a relative threshold and for SOAP novelty.',
+        )
+        spec.input(
+            'reference_score',
+            valid_type=orm.Float,
+            required=False,
+            help="Relative threshold only: the `percentile` of the training frames' scores (e.g. the "
+            '`reference_score` output of an earlier run with the same potential, training set and measure); '
+            'with it no `training` is needed for the threshold.',
         )
         spec.inputs.validator = validate_inputs
         options = spec.inputs['metadata']['options']
@@ -229,6 +254,13 @@ class MlMdCalculation(CalcJob):
             'traces of score, volume and temperature.',
         )
         spec.output('final_structure', valid_type=orm.StructureData, help='The last frame of the run.')
+        spec.output(
+            'reference_score',
+            valid_type=orm.Float,
+            required=False,
+            help='The reference score the driver computed from `training` for a relative threshold (the '
+            "`percentile` of the training frames' scores): give it as `reference_score` to later runs.",
+        )
         spec.default_output_node = 'summary'
 
         spec.exit_code(
@@ -260,12 +292,9 @@ class MlMdCalculation(CalcJob):
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         """Write the start frame and ``input.json``; copy the potential (and training) files."""
-        parameters = normalise_parameters(self.inputs.parameters.get_dict())
+        parameters = driver_parameters(self.inputs)
         training = self.inputs.get('training')
         potential = self.inputs.potential
-        extrapolation = parameters['extrapolation']
-        if extrapolation['relative_threshold'] is not None and extrapolation['reference_score'] is None:
-            extrapolation['reference_score'] = cached_reference_score(potential, parameters, training)
 
         atoms, initial_step = start_frame(self.inputs)
         handle = io.StringIO()
@@ -298,7 +327,7 @@ class MlMdCalculation(CalcJob):
 
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['-m', 'aiida_mlpot.engines.ase_md', self.FILENAME_INPUT]
+        codeinfo.cmdline_params = ['-m', DRIVER_MODULE, self.FILENAME_INPUT]
         codeinfo.stdout_name = self.FILENAME_STDOUT
         codeinfo.stderr_name = self.FILENAME_STDERR
 

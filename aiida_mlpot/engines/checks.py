@@ -1,4 +1,4 @@
-"""Checks applied to the current MD frame: small classes with ``check(atoms) -> CheckResult`` (no AiiDA import).
+"""Checks applied to an MD frame: small classes with ``check(atoms) -> CheckResult``, and :func:`assess_frame`.
 
 Two kinds of checks:
 
@@ -7,30 +7,42 @@ Two kinds of checks:
 * ``extrapolation``: the frame lies too far from the training data of the potential (GAP predictive
   standard deviation of the local energies, or SOAP novelty against the training environments).
 
-Each check reads what it needs from ``atoms`` and its attached calculator and never triggers a new
-potential evaluation, so it costs (almost) nothing on top of the MD step.
+:func:`assess_frame` applies them to one frame the way every engine of the ML-MD driver needs it (no AiiDA
+import). A check reads what it needs from ``atoms`` and its attached calculator and never triggers a new
+potential evaluation, so it costs (almost) nothing on top of the MD step; the exception is a
+:class:`GapVarianceCheck` given its own ``calculator``, which evaluates the frame (frames of an engine
+that cannot return the variance, e.g. LAMMPS, or the training frames behind a relative threshold).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Sequence
 
 import numpy as np
 from ase import Atoms
 
+from aiida_mlpot.analysis.geometry import min_distance, too_close
 from aiida_mlpot.common.units import KB_EV_PER_K
+from aiida_mlpot.descriptors.novelty import MAX_DISTANCE, ReferenceEnvironments
 
 __all__ = (
+    'GAP_VARIANCE_CALC_ARGS',
     'CheckResult',
     'FiniteCheck',
+    'FrameAssessment',
     'GapVarianceCheck',
     'MinDistanceCheck',
     'SoapNoveltyCheck',
     'TemperatureCheck',
     'VolumeCheck',
+    'assess_frame',
     'gap_variance_training_scores',
+    'is_traced',
     'kinetic_temperature',
     'relative_threshold',
+    'stability_checks',
 )
 
 #: quippy ``calc_args`` that makes a GAP return the per-atom predictive variance of the local energies.
@@ -90,7 +102,10 @@ class FiniteCheck(Check):
 
 
 class MinDistanceCheck(Check):
-    """Triggers when two atoms are closer than ``min_distance`` (Å)."""
+    """Triggers when two atoms are closer than ``min_distance`` (Å), as :func:`~aiida_mlpot.analysis.geometry.too_close`.
+
+    The value is the closest distance when triggered, ``inf`` otherwise (no pair below the limit).
+    """
 
     name = 'min_distance'
 
@@ -98,13 +113,9 @@ class MinDistanceCheck(Check):
         self.min_distance = float(min_distance)
 
     def check(self, atoms: Atoms) -> CheckResult:
-        from ase.neighborlist import neighbor_list
-
-        distances = neighbor_list('d', atoms, self.min_distance)
-        value = float(distances.min()) if len(distances) else float('inf')
-        triggered = bool(len(distances))
-        message = f'interatomic distance {value:.3f} Å below {self.min_distance} Å' if triggered else ''
-        return CheckResult(self.name, self.kind, triggered, value, self.min_distance, message)
+        message = too_close(atoms, self.min_distance)  # the package's one "too close" measure
+        value = min_distance(atoms, cutoff=self.min_distance) if message else float('inf')
+        return CheckResult(self.name, self.kind, bool(message), value, self.min_distance, message or '')
 
 
 class TemperatureCheck(Check):
@@ -150,6 +161,8 @@ class ExtrapolationCheck(Check):
 
     def __init__(self, threshold: float | None = None):
         self.threshold = threshold
+        #: seconds spent scoring frames in :meth:`check`
+        self.time_s = 0.0
 
     def per_atom(self, atoms: Atoms) -> np.ndarray:
         raise NotImplementedError
@@ -160,7 +173,9 @@ class ExtrapolationCheck(Check):
         return float(np.max(values)) if len(values) else 0.0
 
     def check(self, atoms: Atoms) -> CheckResult:
+        start = time.perf_counter()
         value = self.score(atoms)
+        self.time_s += time.perf_counter() - start
         triggered = self.threshold is not None and (not np.isfinite(value) or value > self.threshold)
         message = f'{self.name} score {value:.4g} above threshold {self.threshold:.4g}' if triggered else ''
         return CheckResult(self.name, self.kind, bool(triggered), value, self.threshold, message)
@@ -169,134 +184,93 @@ class ExtrapolationCheck(Check):
 class GapVarianceCheck(ExtrapolationCheck):
     """GAP predictive standard deviation of the local energies (eV): max over atoms of sqrt(variance).
 
-    The calculator attached to ``atoms`` must be a quippy ``Potential`` whose last evaluation ran with
-    ``calc_args`` containing ``local_gap_variance``.
+    Without ``calculator``, the calculator attached to ``atoms`` must be a quippy ``Potential`` whose last
+    evaluation ran with ``calc_args`` containing ``local_gap_variance`` (the ASE engine asks for it on the
+    scored steps). With a quippy ``calculator``, each frame is evaluated by it (energy only: quippy then
+    skips the variance gradient), whatever is attached to the frame.
     """
 
     name = 'gap_variance'
-    needs_variance = True
+
+    def __init__(self, threshold: float | None = None, calculator=None):
+        super().__init__(threshold)
+        self.calculator = calculator
+
+    @property
+    def needs_variance(self) -> bool:
+        """Whether the MD's own evaluation of a scored frame must include the variance."""
+        return self.calculator is None
 
     def per_atom(self, atoms: Atoms) -> np.ndarray:
-        extra = getattr(atoms.calc, 'extra_results', {}) or {}
-        variance = extra.get('atoms', {}).get('local_gap_variance')
+        extra = (
+            self._evaluate(atoms) if self.calculator is not None else getattr(atoms.calc, 'extra_results', {})
+        )
+        variance = (extra or {}).get('atoms', {}).get('local_gap_variance')
         if variance is None:
             raise RuntimeError('the last potential evaluation did not compute `local_gap_variance`')
         return np.sqrt(np.clip(np.asarray(variance, dtype=float).ravel(), 0.0, None))
+
+    def _evaluate(self, frame: Atoms) -> dict:
+        """Evaluate ``frame`` with the check's calculator and the variance; return its ``extra_results``."""
+        calculator = self.calculator
+        saved, saved_properties = calculator.calc_args, calculator.get_default_properties()
+        if GAP_VARIANCE_CALC_ARGS not in saved:
+            calculator.calc_args = f'{saved} {GAP_VARIANCE_CALC_ARGS}'.strip()
+        calculator.set_default_properties(['energy'])
+        try:
+            atoms = Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
+            calculator.reset()
+            atoms.calc = calculator
+            calculator.calculate(atoms, properties=['energy'])
+            return calculator.extra_results
+        finally:
+            calculator.calc_args = saved
+            calculator.set_default_properties(saved_properties)
+            calculator.reset()
 
 
 class SoapNoveltyCheck(ExtrapolationCheck):
     """SOAP novelty: per atom, the smallest SOAP distance sqrt(2 - 2 k) to a training environment of its species.
 
-    ``k`` is the dot product of normalised SOAP power spectra (dscribe). The frame score is the largest
-    per-atom distance: 0 for an environment seen in training, up to sqrt(2) for an orthogonal one.
-    Works for any potential (no variance needed).
+    A thin wrapper over :class:`aiida_mlpot.descriptors.novelty.ReferenceEnvironments` (the package's one
+    novelty kernel): the frame score is the largest per-atom distance, 0 for an environment seen in
+    training, up to sqrt(2) (:data:`~aiida_mlpot.descriptors.novelty.MAX_DISTANCE`, also the distance of an
+    atom whose species has no training environment). Works for any potential (no variance needed).
+
+    :param soap: SOAP settings merged over :data:`~aiida_mlpot.descriptors.soap.DEFAULT_SOAP`.
+    :param species: species the MD frames may hold besides those of the training frames.
     """
 
     name = 'soap_novelty'
 
     def __init__(
         self,
-        training_frames: list[Atoms],
+        training_frames: Sequence[Atoms],
         threshold: float | None = None,
-        r_cut: float = 5.0,
-        n_max: int = 4,
-        l_max: int = 3,
-        sigma: float = 0.5,
-        max_environments: int = 20000,
+        soap: dict | None = None,
+        max_environments: int | None = 20000,
         seed: int = 0,
-        species: list[str] | None = None,
+        species: Sequence[str] = (),
     ):
-        from dscribe.descriptors import SOAP
-
         super().__init__(threshold)
         if not training_frames:
             raise ValueError('SOAP novelty needs at least one training frame')
-        symbols = set(species or [])
-        for frame in training_frames:
-            symbols.update(frame.get_chemical_symbols())
-        self.species = sorted(symbols)
-        self.soap = SOAP(
-            species=self.species,
-            r_cut=r_cut,
-            n_max=n_max,
-            l_max=l_max,
-            sigma=sigma,
-            periodic=True,
-            sparse=False,
-        )
-        vectors, numbers, frame_index = [], [], []
-        for index, frame in enumerate(training_frames):
-            vectors.append(self._descriptor(frame))
-            numbers.append(frame.numbers)
-            frame_index.append(np.full(len(frame), index))
-        self._frame_vectors = vectors
-        vectors = np.concatenate(vectors)
-        numbers = np.concatenate(numbers)
-        frame_index = np.concatenate(frame_index)
-        if len(vectors) > max_environments:
-            keep = np.sort(np.random.default_rng(seed).choice(len(vectors), max_environments, replace=False))
-            vectors, numbers, frame_index = vectors[keep], numbers[keep], frame_index[keep]
-        self._training = {
-            int(z): (vectors[numbers == z], frame_index[numbers == z]) for z in np.unique(numbers)
-        }
-        self._training_frames = training_frames
-
-    def _descriptor(self, atoms: Atoms) -> np.ndarray:
-        vectors = np.atleast_2d(self.soap.create(atoms, n_jobs=1))
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms > 0, norms, 1.0)
-
-    def _novelty(
-        self, vectors: np.ndarray, numbers: np.ndarray, exclude_frame: int | None = None
-    ) -> np.ndarray:
-        result = np.full(len(vectors), np.sqrt(2.0))
-        for z in np.unique(numbers):
-            mask = numbers == z
-            if int(z) not in self._training:
-                continue
-            reference, frames = self._training[int(z)]
-            similarity = vectors[mask] @ reference.T
-            if exclude_frame is not None:
-                similarity[:, frames == exclude_frame] = -np.inf
-            best = similarity.max(axis=1) if similarity.shape[1] else np.full(mask.sum(), -np.inf)
-            result[mask] = np.sqrt(np.clip(2.0 - 2.0 * np.clip(best, -1.0, 1.0), 0.0, None))
-        return result
+        self.reference = ReferenceEnvironments(training_frames, soap, species, max_environments, seed)
 
     def per_atom(self, atoms: Atoms) -> np.ndarray:
-        unknown = set(atoms.get_chemical_symbols()) - set(self.species)
-        if unknown:
-            return np.full(len(atoms), np.sqrt(2.0))
-        return self._novelty(self._descriptor(atoms), atoms.numbers)
+        if set(atoms.get_chemical_symbols()) - set(self.reference.species):
+            return np.full(len(atoms), MAX_DISTANCE)  # a species the descriptor cannot even describe
+        return self.reference.per_atom(atoms)
 
     def training_scores(self) -> np.ndarray:
         """Return the score of each training frame against the environments of the OTHER frames."""
-        scores = []
-        for index, frame in enumerate(self._training_frames):
-            values = self._novelty(self._frame_vectors[index], frame.numbers, exclude_frame=index)
-            scores.append(float(values.max()))
-        return np.array(scores)
+        return self.reference.leave_one_out()
 
 
-def gap_variance_training_scores(frames: list[Atoms], calculator) -> np.ndarray:
+def gap_variance_training_scores(frames: Sequence[Atoms], calculator) -> np.ndarray:
     """Return the GAP-variance frame score of each of ``frames`` evaluated with a quippy ``calculator``."""
-    check = GapVarianceCheck()
-    saved, saved_properties = calculator.calc_args, calculator.get_default_properties()
-    if GAP_VARIANCE_CALC_ARGS not in saved:
-        calculator.calc_args = f'{saved} {GAP_VARIANCE_CALC_ARGS}'.strip()
-    calculator.set_default_properties(['energy'])  # no forces: quippy then skips the variance gradient
-    try:
-        scores = []
-        for frame in frames:
-            atoms = Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
-            calculator.reset()
-            atoms.calc = calculator
-            calculator.calculate(atoms, properties=['energy'])
-            scores.append(check.score(atoms))
-    finally:
-        calculator.calc_args = saved
-        calculator.set_default_properties(saved_properties)
-        calculator.reset()
-    return np.array(scores)
+    check = GapVarianceCheck(calculator=calculator)
+    return np.array([check.score(frame) for frame in frames])
 
 
 def relative_threshold(
@@ -316,3 +290,63 @@ def kinetic_temperature(atoms: Atoms) -> float:
     if len(atoms) == 0:
         return 0.0
     return float(2.0 * atoms.get_kinetic_energy() / (3.0 * len(atoms) * KB_EV_PER_K))
+
+
+def stability_checks(stability: dict, temperature_K: float, reference_volume: float) -> list[Check]:
+    """Return the checks of the driver's ``stability`` section, :class:`FiniteCheck` first (see assess_frame)."""
+    checks = [FiniteCheck()]
+    if stability['max_temperature_factor'] is not None:
+        checks.append(TemperatureCheck(temperature_K, stability['max_temperature_factor']))
+    if stability['max_volume_factor'] is not None:
+        checks.append(VolumeCheck(reference_volume, stability['max_volume_factor']))
+    if stability['min_distance'] is not None:
+        checks.append(MinDistanceCheck(stability['min_distance']))
+    return checks
+
+
+def is_traced(step: int, check_interval: int, dump_interval: int) -> bool:
+    """Return whether step ``step`` of a run is recorded in the traces (and scored): a check or a dump step."""
+    return step % check_interval == 0 or step % dump_interval == 0
+
+
+@dataclasses.dataclass
+class FrameAssessment:
+    """What :func:`assess_frame` found on a frame: the checks that failed, and the extrapolation score."""
+
+    failed: list[CheckResult]
+    score: float | None = None
+
+    @property
+    def outcome(self) -> str | None:
+        """``unstable`` or ``extrapolation`` when a check failed, else None (the frame is trusted)."""
+        return self.failed[0].kind if self.failed else None
+
+
+def assess_frame(
+    atoms: Atoms,
+    step: int,
+    checks: Sequence[Check],
+    measure: ExtrapolationCheck | None = None,
+    check_interval: int = 1,
+    dump_interval: int = 1,
+    stability_interval: int = 1,
+) -> FrameAssessment:
+    """Return the assessment of the frame at ``step`` (counted from the start of the run) of an MD.
+
+    The first check (:class:`FiniteCheck` in :func:`stability_checks`) runs on every frame; the others at
+    multiples of ``stability_interval`` and only if the first passed. A frame that passes them is scored by
+    ``measure`` at multiples of ``check_interval`` or ``dump_interval`` (:func:`is_traced`), but only the
+    score at a multiple of ``check_interval`` can fail the frame (a frame scored because it is dumped is
+    recorded, never a trigger). An unstable frame is not scored.
+    """
+    results = [checks[0](atoms)] if checks else []
+    if results and not results[0].triggered and step % stability_interval == 0:
+        results += [check(atoms) for check in checks[1:]]
+    failed = [result for result in results if result.triggered]
+    score = None
+    if not failed and measure is not None and is_traced(step, check_interval, dump_interval):
+        result = measure.check(atoms)
+        score = result.value
+        if step % check_interval == 0 and result.triggered:
+            failed = [result]
+    return FrameAssessment(failed, score)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
 from aiida import orm
 from aiida.parsers import Parser
 
-from aiida_mlpot.calculations.ml_md import REFERENCE_EXTRA, MlMdCalculation, reference_cache_key
+from aiida_mlpot.calculations.ml_md import MlMdCalculation
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.extxyz import read_frames
-from aiida_mlpot.engines.ase_md import complete_frames_text, normalise_parameters
+from aiida_mlpot.engines.ml_md import complete_frames_text
+from aiida_mlpot.engines.parameters import normalise_parameters
 
 __all__ = ('MlMdParser',)
 
@@ -39,6 +41,9 @@ class MlMdParser(Parser):
     from ``progress.json`` and the frames with outcome ``interrupted``, and the exit code is
     ``ERROR_INTERRUPTED`` (420): ``restart_from`` the ``trajectory`` continues the run. Only when not a single
     complete frame is there is the exit code 301 (or 302 for an unreadable summary).
+
+    A reference score the driver computed for a relative threshold (``reference_computed`` in the summary, or
+    in ``progress.json`` of an interrupted run) is attached as the ``reference_score`` output.
     """
 
     def _read(self, name: str) -> str | None:
@@ -50,8 +55,6 @@ class MlMdParser(Parser):
         content = self._read(name)
         if not content or not content.strip():
             return None
-        import io
-
         return read_frames(io.StringIO(content))
 
     def parse(self, **kwargs):
@@ -101,7 +104,7 @@ class MlMdParser(Parser):
         last.calc = None
         self.out('final_structure', orm.StructureData(ase=last))
         self.out('summary', orm.Dict(_finite_or_none(summary)))
-        self._cache_reference_score(summary)
+        self._attach_reference_score(summary)
 
         if outcome == 'unstable':
             return self.exit_codes.ERROR_UNSTABLE_MD.format(
@@ -122,8 +125,6 @@ class MlMdParser(Parser):
         complete, n_frames, dropped = complete_frames_text(content or '')
         if not n_frames:
             return [], dropped
-        import io
-
         return read_frames(io.StringIO(complete)), dropped
 
     def _attach_frames(self, frames: list) -> None:
@@ -206,21 +207,14 @@ class MlMdParser(Parser):
         except ValueError as exception:
             return self.exit_codes.ERROR_OUTPUT_TRAJECTORY_INVALID.format(exception=exception)
         self.out('summary', orm.Dict(_finite_or_none(summary)))
-        self._cache_reference_score(summary)
+        self._attach_reference_score(summary)
         requested = '?' if steps_requested is None else steps_requested
         return self.exit_codes.ERROR_INTERRUPTED.format(
             steps_done=steps_done, steps_requested=requested, step=final_step, detail=detail
         )
 
-    def _cache_reference_score(self, summary: dict) -> None:
-        """Cache a reference score computed by the driver on the potential (extra), once per training set."""
-        if not summary.get('reference_computed') or summary.get('reference_score') is None:
-            return
-        training = self.node.inputs.training if 'training' in self.node.inputs else None
-        if training is None:
-            return
-        potential = self.node.inputs.potential
-        parameters = normalise_parameters(self.node.inputs.parameters.get_dict())
-        cache = dict(potential.base.extras.get(REFERENCE_EXTRA, {}))
-        cache[reference_cache_key(parameters, training.uuid)] = float(summary['reference_score'])
-        potential.base.extras.set(REFERENCE_EXTRA, cache)
+    def _attach_reference_score(self, summary: dict) -> None:
+        """Attach the reference score the driver computed from the training frames as ``reference_score``."""
+        score = summary.get('reference_score')
+        if summary.get('reference_computed') and score is not None and math.isfinite(score):
+            self.out('reference_score', orm.Float(score))

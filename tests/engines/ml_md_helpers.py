@@ -56,7 +56,7 @@ def fit_test_gap(training: list[Atoms], folder: pathlib.Path, gap_fit: str = 'ga
 
 
 def run_driver_and_kill(workdir: pathlib.Path, n_frames: int, timeout: float = 60.0) -> int:
-    """Run the real driver (``python -m aiida_mlpot.engines.ase_md input.json``) in ``workdir`` and SIGKILL it.
+    """Run the real driver (``python -m aiida_mlpot.engines.ml_md input.json``) in ``workdir`` and SIGKILL it.
 
     The driver is killed as soon as its ``progress.json`` reports ``n_frames`` written frames, the way a
     scheduler kills a job at its walltime (no chance to write ``summary.json``). stdout and stderr go to
@@ -71,7 +71,7 @@ def run_driver_and_kill(workdir: pathlib.Path, n_frames: int, timeout: float = 6
     progress = workdir / 'progress.json'
     with open(workdir / 'driver.out', 'w') as stdout, open(workdir / 'driver.err', 'w') as stderr:
         process = subprocess.Popen(
-            [sys.executable, '-m', 'aiida_mlpot.engines.ase_md', 'input.json'],
+            [sys.executable, '-m', 'aiida_mlpot.engines.ml_md', 'input.json'],
             cwd=workdir,
             stdout=stdout,
             stderr=stderr,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from aiida_mlpot.engines.ase_md import main, run
+from aiida_mlpot.engines.ml_md import main, run
 from tests.engines.ml_md_helpers import prepare
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ import pytest
 from ase import Atoms
 
 from aiida_mlpot.data.extxyz import read_frames, write_frames
-from aiida_mlpot.engines.ase_md import complete_frames_text, run
+from aiida_mlpot.engines.ml_md import complete_frames_text, run
 from tests.engines.ml_md_helpers import prepare, run_driver_and_kill
 from tests.engines.test_ase_md import start_frame
 

@@ -2,9 +2,10 @@
 
 * pure tests: script and data-file writing, reading of a recorded real LAMMPS segment
   (``fixtures/lammps_quip``, recorded with Debian ``lmp`` by ``record.py`` there);
-* the accept / rollback decision on real NaCl frames scored by a real GAP (session fixtures);
-* the segment loop with the real Debian ``lmp`` driving the classical teacher the GAP was fitted to
-  (Tosi-Fumi + Ewald): everything but ``pair_style quip`` itself, scored afterwards by the GAP;
+* the driver's accept / rollback decision on real NaCl frames scored by a real GAP (session fixtures), the
+  frames handed over by a replaying engine;
+* the LAMMPS engine under the driver with the real Debian ``lmp`` driving the classical teacher the GAP was
+  fitted to (Tosi-Fumi + Ewald): everything but ``pair_style quip`` itself, scored afterwards by the GAP;
 * the driver end to end with ``pair_style quip``: only where ``lmp -h`` lists it (HPC builds with ML-QUIP).
 """
 
@@ -21,24 +22,21 @@ from ase import Atoms
 from ase.calculators.lammps import Prism
 from ase.io import read
 
-from aiida_mlpot.common.units import BAR_TO_EV_PER_ANGSTROM3
-from aiida_mlpot.engines.ase_md import main, normalise_parameters
-from aiida_mlpot.engines.checks import GAP_VARIANCE_CALC_ARGS, GapVarianceCheck
+from aiida_mlpot.common.units import BAR_TO_EV_PER_ANGSTROM3, stress_to_virial
+from aiida_mlpot.engines.checks import GAP_VARIANCE_CALC_ARGS, GapVarianceCheck, stability_checks
 from aiida_mlpot.engines.lammps_quip import (
-    FrameScorer,
-    assess_frames,
+    LammpsEngine,
     lammps_pair_styles,
     quip_potential,
     read_segment_frames,
-    run_segmented,
     segment_data_file,
     segment_lengths,
     segment_script,
-    stability_checks,
-    summarise,
-    xml_label_of,
 )
-from aiida_mlpot.potentials.lammps_input import _setup_lines
+from aiida_mlpot.engines.ml_md import drive, main, snapshot, summarise
+from aiida_mlpot.engines.parameters import normalise_parameters
+from aiida_mlpot.parsers.parse_raw.gap_fit import parse_gap_xml
+from aiida_mlpot.potentials.lammps_input import setup_lines
 from tests.conftest import executable
 from tests.engines.ml_md_helpers import prepare
 
@@ -73,7 +71,7 @@ def md_parameters(**md) -> dict:
 def test_quip_pair_lines():
     """`pair_style quip` with the atomic numbers in LAMMPS type order (alphabetical species: Cl, Na)."""
     potential = quip_potential('gap.xml', 'GAP_2026_1', ['Cl', 'Na'])
-    lines = _setup_lines(potential, ['Cl', 'Na'], (True, True, True), 'data')
+    lines = setup_lines(potential, ['Cl', 'Na'], (True, True, True), 'data')
     assert 'pair_style quip' in lines
     assert 'pair_coeff * * gap.xml "Potential xml_label=GAP_2026_1" 17 11' in lines
     assert 'atom_modify map yes' in lines  # pair_style quip needs an atom map
@@ -137,7 +135,7 @@ def recorded_frames(dump: pathlib.Path | None = None):
     start = read(FIXTURES / 'start.xyz')
     prism = Prism(start.cell.array, pbc=start.pbc)
     dump = dump or FIXTURES / 'lammps_segment.dump'
-    return start, read_segment_frames(dump, FIXTURES / 'lammps_segment.thermo', ['Cl', 'Na'], prism, 2.0)
+    return start, read_segment_frames(dump, FIXTURES / 'lammps_segment.thermo', ['Cl', 'Na'], prism)
 
 
 def test_read_recorded_segment():
@@ -152,19 +150,25 @@ def test_read_recorded_segment():
     assert np.allclose(first.get_velocities(), start.get_velocities(), atol=1e-12)
     assert first.get_chemical_symbols() == start.get_chemical_symbols()
     for frame in frames:
-        assert frame.arrays['forces'].shape == (16, 3)
+        forces = frame.get_forces()
+        assert forces.shape == (16, 3)
         # the potential's forces only (Langevin's random forces are not in the dump): no net force
-        assert np.abs(frame.arrays['forces'].sum(axis=0)).max() < 1e-9
-        assert frame.info['energy'] == pytest.approx(frame.calc.results['energy'])
-        assert np.allclose(frame.info['virial'], frame.info['virial'].T)
-        assert frame.info['time_fs'] == 2.0 * frame.info['step']
-        assert 0 < frame.info['temperature_K'] < 5000
-    assert frames[0].info['energy'] == pytest.approx(-62.5195558595963, abs=1e-12)
+        assert np.abs(forces.sum(axis=0)).max() < 1e-9
+        virial = stress_to_virial(frame.calc.results['stress'], frame.get_volume())
+        assert np.allclose(virial, virial.T)
+        # written by the driver as the ASE engine's frames are: labels from the calculator's results
+        written = snapshot(frame, frame.info['step'], 2.0 * frame.info['step'], None, {})
+        assert written.info['energy'] == frame.get_potential_energy()
+        assert np.allclose(written.info['virial'], virial, rtol=1e-14, atol=0)
+        assert np.array_equal(written.arrays['forces'], forces)
+        assert 0 < written.info['temperature_K'] < 5000
+    assert frames[0].get_potential_energy() == pytest.approx(-62.5195558595963, abs=1e-12)
     # trace of the virial = 3 V P (bar), P from the thermo file
     thermo = np.loadtxt(FIXTURES / 'lammps_segment.thermo')
     pressure = thermo[0, 3:6].mean()
     expected = 3 * pressure * first.get_volume() * BAR_TO_EV_PER_ANGSTROM3
-    assert np.trace(first.info['virial']) == pytest.approx(expected, rel=1e-9)
+    virial = stress_to_virial(first.calc.results['stress'], first.get_volume())
+    assert np.trace(virial) == pytest.approx(expected, rel=1e-9)
 
 
 def test_read_truncated_dump(tmp_path):
@@ -215,13 +219,13 @@ def compressed(frame: Atoms, factor: float = 0.8) -> Atoms:
 
 
 @pytest.mark.e2e
-def test_scorer_is_the_ase_engine_measure(ml_md_gap, gap_calculator):
+def test_rescoring_is_the_ase_engine_measure(ml_md_gap, gap_calculator):
     """Scoring a frame after the fact gives the GAP-variance score the ASE engine measures during its MD."""
     from quippy.potential import Potential
 
     frame = ml_md_gap.held_out[0]
-    scorer = FrameScorer(GapVarianceCheck(), gap_calculator)
-    after = scorer(frame)
+    check = GapVarianceCheck(calculator=gap_calculator)
+    after = check.score(frame)
 
     atoms = Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=True)
     atoms.calc = Potential(param_filename=str(ml_md_gap.xml), calc_args=GAP_VARIANCE_CALC_ARGS)
@@ -230,48 +234,100 @@ def test_scorer_is_the_ase_engine_measure(ml_md_gap, gap_calculator):
     during = GapVarianceCheck().score(atoms)
     assert 0.005 < after < 0.1
     assert after == pytest.approx(during, rel=1e-8)
-    assert scorer(compressed(frame)) > 2 * after
-    assert xml_label_of(ml_md_gap.xml).startswith('GAP_')
+    assert check.score(compressed(frame)) > 2 * after
+    assert not check.needs_variance and GapVarianceCheck().needs_variance
+
+
+class ReplayEngine:
+    """An engine that hands recorded frames to the driver (the engines' protocol), rolling back like LAMMPS."""
+
+    name = 'replay'
+    frames_have_variance = False
+    stability_interval = 1
+    failure = None
+    md_time_s = 0.0
+
+    def __init__(self, frames: list[Atoms], rolls_back: bool = True):
+        self.recorded, self.rolls_back, self.handed = frames, rolls_back, []
+        self.atoms = frames[0]
+
+    def start(self, variance_at=None) -> None:
+        assert variance_at is None  # the frames are scored by the measure's own calculator
+
+    def frames(self):
+        for frame in self.recorded:
+            self.handed.append(frame.info['step'])
+            yield frame.info['step'], frame
+
+    def summary(self) -> dict:
+        return {}
+
+
+def drive_replay(tmp_path, frames, measure, check_interval, dump_interval, rolls_back=True):
+    """Drive a replay of ``frames`` with the default stability checks (volume check off); return record, engine."""
+    parameters = normalise_parameters(
+        {
+            'md': {'temperature_K': 1400.0, 'dump_interval': dump_interval},
+            'extrapolation': {'check_interval': check_interval, 'n_flagged': 3},
+            'stability': {'max_volume_factor': None},
+        }
+    )
+    checks = stability_checks(parameters['stability'], 1400.0, frames[0].get_volume())
+    files = {name: tmp_path / f'{name}.xyz' for name in ('trajectory', 'flagged', 'final')}
+    engine = ReplayEngine(frames, rolls_back)
+    return drive(engine, parameters, checks, measure, files), engine
 
 
 @pytest.mark.e2e
-def test_assess_accepts_up_to_first_extrapolating_frame(ml_md_gap, gap_calculator, ml_md_reference_score):
-    """Frames 0-15 at 1400 K are trusted; the compressed frame at step 20 fails; step 25 is never examined."""
+def test_driver_accepts_up_to_first_extrapolating_frame(
+    ml_md_gap, gap_calculator, ml_md_reference_score, tmp_path
+):
+    """Frames 0-15 at 1400 K are trusted; the compressed frame at step 20 fails; step 25 is never handed over."""
     held = ml_md_gap.held_out
     frames = frames_at([*held[:4], compressed(held[4]), held[5]], [0, 5, 10, 15, 20, 25])
-    scorer = FrameScorer(GapVarianceCheck(3.0 * ml_md_reference_score), gap_calculator)
-    stability = normalise_parameters({'stability': {'max_volume_factor': None}})['stability']
-    checks = stability_checks(stability, 1400.0, frames[0].get_volume())
-    assessment = assess_frames(frames, checks, scorer, check_interval=5, dump_interval=10)
-    assert [frame.info['step'] for frame in assessment.trusted] == [0, 5, 10, 15]
-    assert assessment.failing is frames[4] and assessment.outcome == 'extrapolation'
-    assert assessment.failed[0].name == 'gap_variance' and assessment.failed[0].value > scorer.threshold
-    assert [frame.info['step'] for frame in assessment.scored] == [0, 5, 10, 15, 20]
-    assert all(frame.info['uncertainty'] < scorer.threshold for frame in assessment.trusted)
-    assert 'uncertainty' not in frames[5].info
+    measure = GapVarianceCheck(3.0 * ml_md_reference_score, calculator=gap_calculator)
+    record, engine = drive_replay(tmp_path, frames, measure, check_interval=5, dump_interval=10)
+    assert engine.handed == [0, 5, 10, 15, 20]
+    assert record.outcome == 'extrapolation' and record.triggered_step == 20 and record.steps_done == 20
+    assert record.failed[0].name == 'gap_variance' and record.failed[0].value > measure.threshold
+    assert record.traces['step'] == [0, 5, 10, 15, 20] and record.n_scored == 5
+    assert all(score < measure.threshold for score in record.traces['score'][:4])
+    assert record.max_score == record.traces['score'][-1] > measure.threshold
+    assert [frame.info['step'] for frame in read(tmp_path / 'trajectory.xyz', ':')] == [0, 10, 20]
+    # rolled back: the restart point is the last trusted frame; the flagged frames end with the failing one
+    assert record.final.info['step'] == 15 and read(tmp_path / 'final.xyz').info['step'] == 15
+    flagged = read(tmp_path / 'flagged.xyz', ':')
+    assert [frame.info['step'] for frame in flagged] == [10, 15, 20] and record.n_flagged == 3
+    assert 'ml_forces' in flagged[-1].arrays and 'forces' not in flagged[-1].arrays
+    assert flagged[-1].info['uncertainty'] == record.traces['score'][-1]
+
+    # an engine that does not roll back ends on the failing frame itself (the ASE engine)
+    (tmp_path / 'no').mkdir()
+    record, _ = drive_replay(tmp_path / 'no', frames, measure, 5, 10, rolls_back=False)
+    assert record.final.info['step'] == 20 and record.triggered_step == 20
 
     # the ASE engine's rule: a frame scored only because it is dumped (step 5, check every 10) never triggers
+    (tmp_path / 'dumped').mkdir()
     frames = frames_at([held[0], compressed(held[1]), compressed(held[2])], [0, 5, 10])
-    assessment = assess_frames(frames, checks, scorer, check_interval=10, dump_interval=5)
-    assert [frame.info['step'] for frame in assessment.trusted] == [0, 5]
-    assert frames[1].info['uncertainty'] > scorer.threshold
-    assert assessment.failing is frames[2]
+    record, _ = drive_replay(tmp_path / 'dumped', frames, measure, check_interval=10, dump_interval=5)
+    assert record.traces['score'][1] > measure.threshold and record.triggered_step == 10
+    assert record.final.info['step'] == 5
 
 
 @pytest.mark.e2e
-def test_assess_unstable_frame_is_not_scored(ml_md_gap, gap_calculator, ml_md_reference_score):
+def test_driver_unstable_frame_is_not_scored(ml_md_gap, gap_calculator, ml_md_reference_score, tmp_path):
     """Two atoms at 0.8 Å: `unstable` (closest pair below 1 Å) before the frame is scored."""
     broken = ml_md_gap.held_out[2].copy()
     neighbour = int(np.argsort(broken.get_distances(0, range(1, len(broken)), mic=True))[0]) + 1
     vector = broken.get_distance(0, neighbour, mic=True, vector=True)
     broken.positions[neighbour] = broken.positions[0] + 0.8 * vector / np.linalg.norm(vector)
     frames = frames_at([ml_md_gap.held_out[0], broken], [0, 10])
-    scorer = FrameScorer(GapVarianceCheck(3.0 * ml_md_reference_score), gap_calculator)
-    checks = stability_checks(normalise_parameters({})['stability'], 1400.0, frames[0].get_volume())
-    assessment = assess_frames(frames, checks, scorer, check_interval=10, dump_interval=10)
-    assert assessment.outcome == 'unstable' and assessment.failed[0].name == 'min_distance'
-    assert len(assessment.trusted) == 1 and 'uncertainty' not in broken.info
-    assert assessment.failed[0].value == pytest.approx(0.8, abs=1e-6)
+    measure = GapVarianceCheck(3.0 * ml_md_reference_score, calculator=gap_calculator)
+    record, _ = drive_replay(tmp_path, frames, measure, check_interval=10, dump_interval=10)
+    assert record.outcome == 'unstable' and record.failed[0].name == 'min_distance'
+    assert record.traces['score'][1] is None and record.n_scored == 1 and record.final.info['step'] == 0
+    assert record.failed[0].value == pytest.approx(0.8, abs=1e-6)
+    assert not (tmp_path / 'flagged.xyz').exists()
 
 
 # --- the segment loop with the real Debian LAMMPS (classical teacher), scored by the real GAP ----------------
@@ -290,6 +346,16 @@ def start_atoms(ml_md_gap, index: int = 0) -> Atoms:
     return Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=True)
 
 
+def run_teacher(workdir, atoms, parameters, measure, initial_step=0, momenta=None, progress=None):
+    """Run the LAMMPS engine on the classical teacher under the driver in ``workdir``; return record, engine."""
+    workdir.mkdir(exist_ok=True)
+    engine = LammpsEngine('lmp', workdir, atoms, TOSI_FUMI, parameters, momenta)
+    checks = stability_checks(parameters['stability'], parameters['md']['temperature_K'], atoms.get_volume())
+    files = {name: workdir / f'{name}.xyz' for name in ('trajectory', 'flagged', 'final')}
+    record = drive(engine, parameters, checks, measure, files, initial_step, progress=progress)
+    return record, engine
+
+
 @pytest.mark.e2e
 @requires_lmp
 def test_segments_complete_then_roll_back(ml_md_gap, gap_calculator, ml_md_reference_score, tmp_path):
@@ -300,17 +366,14 @@ def test_segments_complete_then_roll_back(ml_md_gap, gap_calculator, ml_md_refer
     roll back to the previous examined frame although LAMMPS integrated up to the end of that segment.
     """
     parameters = loop_parameters(seed=3)
-    scorer = FrameScorer(GapVarianceCheck(3.0 * ml_md_reference_score), gap_calculator)
+    measure = GapVarianceCheck(3.0 * ml_md_reference_score, calculator=gap_calculator)
     first = tmp_path / 'first'
-    first.mkdir()
-    result = run_segmented(
-        'lmp', first, start_atoms(ml_md_gap), TOSI_FUMI, parameters, scorer, create_velocities=True
-    )
+    result, engine = run_teacher(first, start_atoms(ml_md_gap), parameters, measure)
     assert result.outcome == 'completed', result.reason
-    assert result.n_segments == 2 and result.steps_simulated == 40
+    assert engine.n_segments == 2 and engine.steps_simulated == 40 and result.steps_done == 40
     assert result.traces['step'] == list(range(0, 41, 5))
     scores = result.traces['score']
-    assert all(0.0 < score < scorer.threshold for score in scores)
+    assert all(0.0 < score < measure.threshold for score in scores)
     frames = read(first / 'trajectory.xyz', ':')
     assert [frame.info['step'] for frame in frames] == [0, 10, 20, 30, 40]
     assert [frame.info['uncertainty'] for frame in frames] == scores[::2]
@@ -329,15 +392,12 @@ def test_segments_complete_then_roll_back(ml_md_gap, gap_calculator, ml_md_refer
         pytest.fail(f'the start frame scores above the highest MD frame: {scores}')
     trigger = result.traces['step'][scores.index(ordered[-1])]
     second = tmp_path / 'second'
-    second.mkdir()
-    scorer = FrameScorer(GapVarianceCheck(threshold), gap_calculator)
-    rolled = run_segmented(
-        'lmp', second, start_atoms(ml_md_gap), TOSI_FUMI, parameters, scorer, create_velocities=True
-    )
+    measure = GapVarianceCheck(threshold, calculator=gap_calculator)
+    rolled, engine = run_teacher(second, start_atoms(ml_md_gap), parameters, measure)
     assert rolled.outcome == 'extrapolation' and rolled.triggered_step == trigger
     assert rolled.traces['score'] == pytest.approx(scores[: scores.index(ordered[-1]) + 1], rel=1e-9)
     assert rolled.final.info['step'] == trigger - 5  # the last trusted frame
-    assert rolled.steps_simulated == 20 * math.ceil(trigger / 20)  # LAMMPS ran to the end of the segment
+    assert engine.steps_simulated == 20 * math.ceil(trigger / 20)  # LAMMPS ran to the end of the segment
     assert read(second / 'trajectory.xyz', ':')[-1].info['step'] == trigger
     assert read(second / 'final.xyz').info['step'] == trigger - 5
     flagged = read(second / 'flagged.xyz', ':')
@@ -345,49 +405,35 @@ def test_segments_complete_then_roll_back(ml_md_gap, gap_calculator, ml_md_refer
     assert 1 <= len(flagged) == rolled.n_flagged <= 3
     assert 'forces' not in flagged[-1].arrays and 'ml_forces' in flagged[-1].arrays
 
-    # the summary has the ASE engine's keys (the parser reads them) and the rollback bookkeeping
-    timing = {'loop_time_s': 2.0, 'loop_cpu_time_s': 1.0, 'scoring_time_s': scorer.time_s}
-    summary = summarise(
-        rolled,
-        parameters,
-        initial_step=0,
-        start=start_atoms(ml_md_gap),
-        command='lmp',
-        create_velocities=True,
-        threshold_info={'threshold': threshold, 'reference_score': None, 'reference_computed': False},
-        timing=timing,
-    )
+    # the summary has the keys of every engine (the parser reads them) and the rollback bookkeeping
+    threshold_info = {'threshold': threshold, 'reference_score': None, 'reference_computed': False}
+    summary = summarise(rolled, engine, parameters, measure, threshold_info, 0, start_atoms(ml_md_gap))
     assert summary['outcome'] == 'extrapolation' and summary['steps_done'] == trigger
-    assert (
-        summary['triggered_step'] == trigger
-        and summary['final_step'] == summary['rollback_step'] == trigger - 5
-    )
-    assert summary['max_score'] == pytest.approx(ordered[-1], rel=1e-9) and summary['n_flagged'] == len(
-        flagged
-    )
-    assert summary['n_scored'] == len(rolled.traces['score']) and summary['volume_trace'] is None
-    assert summary['failed_checks'][0]['name'] == 'gap_variance'
-    assert {
-        'reason',
-        'threshold',
-        'reference_score',
-        'traces',
-        'time_per_atom_step_us',
-        'initial_step',
-    } <= set(summary)
+    assert summary['triggered_step'] == trigger
+    assert summary['final_step'] == summary['rollback_step'] == trigger - 5
+    assert summary['max_score'] == pytest.approx(ordered[-1], rel=1e-9)
+    assert summary['n_flagged'] == len(flagged) and summary['n_scored'] == len(rolled.traces['score'])
+    assert summary['volume_trace'] is None and summary['failed_checks'][0]['name'] == 'gap_variance'
+    assert summary['engine'] == 'lammps' and summary['n_segments'] == math.ceil(trigger / 20)
+    assert summary['steps_simulated'] == engine.steps_simulated and summary['stride'] == 5
+    assert summary['integrator'] == 'langevin + nve' and summary['velocities'] == 'lammps_gaussian'
+    assert summary['scoring_time_s'] == measure.time_s > 0
     json.dumps(summary)
 
     # continue from the rollback point (positions and momenta of the last trusted frame), steps numbered on
     restart = read(second / 'final.xyz')
-    third = tmp_path / 'third'
-    third.mkdir()
-    scorer = FrameScorer(GapVarianceCheck(3.0 * ml_md_reference_score), gap_calculator)
+    measure = GapVarianceCheck(3.0 * ml_md_reference_score, calculator=gap_calculator)
     parameters = loop_parameters(seed=4, n_steps=10)
-    result = run_segmented(
-        'lmp', third, restart, TOSI_FUMI, parameters, scorer, initial_step=restart.info['step']
+    result, _ = run_teacher(
+        tmp_path / 'third',
+        restart,
+        parameters,
+        measure,
+        initial_step=restart.info['step'],
+        momenta=restart.arrays['momenta'],
     )
     assert result.outcome == 'completed' and result.traces['step'] == [trigger - 5, trigger, trigger + 5]
-    frames = read(third / 'trajectory.xyz', ':')
+    frames = read(tmp_path / 'third' / 'trajectory.xyz', ':')
     assert [frame.info['step'] for frame in frames] == [trigger - 5, trigger + 5]
     assert np.allclose(frames[0].arrays['momenta'], restart.arrays['momenta'], atol=1e-12)
 
@@ -397,9 +443,7 @@ def test_segments_complete_then_roll_back(ml_md_gap, gap_calculator, ml_md_refer
 def test_segments_absurd_timestep_unstable(ml_md_gap, tmp_path):
     """A 40 fs time step: `unstable` (a stability check on a dumped frame, or LAMMPS itself stops)."""
     parameters = loop_parameters(timestep_fs=40.0, n_steps=60, seed=5)
-    result = run_segmented(
-        'lmp', tmp_path, start_atoms(ml_md_gap, 2), TOSI_FUMI, parameters, None, create_velocities=True
-    )
+    result, _ = run_teacher(tmp_path, start_atoms(ml_md_gap, 2), parameters, None)
     assert result.outcome == 'unstable', result.reason
     assert result.triggered_step < 60
     assert result.final.info['step'] < result.triggered_step or result.final.info['step'] == 0
@@ -518,4 +562,5 @@ def test_calculation_writes_lammps_command(lammps_inputs, code_lmp, ml_md_gap):
     config = json.loads((pathlib.Path(node.dry_run_info['folder']) / 'input.json').read_text())
     assert config['parameters']['md']['engine'] == 'lammps'
     assert config['parameters']['lammps']['command'] == str(code_lmp.get_executable())
-    assert config['potential']['xml_label'] == xml_label_of(ml_md_gap.xml)  # the node's label = the file's
+    # the node's label is the file's
+    assert config['potential']['xml_label'] == parse_gap_xml(ml_md_gap.xml.read_text())['xml_label']

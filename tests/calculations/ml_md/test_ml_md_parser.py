@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
+import shutil
 
 import pytest
 from aiida import orm
@@ -18,13 +20,13 @@ FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 def calc_node(aiida_localhost):
     """Return a function making a finished MlMdCalculation node whose `retrieved` holds a fixture folder."""
 
-    def factory(case: str) -> orm.CalcJobNode:
+    def factory(case: str | pathlib.Path) -> orm.CalcJobNode:
         node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:mlpot.ml_md')
         node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
         node.set_option('parser_name', 'mlpot.ml_md')
         node.store()
         retrieved = orm.FolderData()
-        retrieved.base.repository.put_object_from_tree(str(FIXTURES / case))
+        retrieved.base.repository.put_object_from_tree(str(FIXTURES / case))  # an absolute path stays
         retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
         retrieved.store()
         return node
@@ -53,6 +55,7 @@ def test_completed(calc_node):
     )
     assert 'flagged' not in results
     assert len(results['final_structure'].sites) == 64
+    assert 'reference_score' not in results  # given as a parameter, not computed by the driver
 
 
 def test_extrapolation(calc_node):
@@ -88,3 +91,17 @@ def test_summary_missing(calc_node):
     _, calcfunction = parse(calc_node('missing'))
     assert calcfunction.exit_status == MlMdCalculation.exit_codes.ERROR_OUTPUT_SUMMARY_MISSING.status
     assert 'usage' in calcfunction.exit_message
+
+
+@pytest.mark.parametrize('case', ['completed', 'interrupted'])
+def test_computed_reference_score_is_an_output(calc_node, tmp_path, case):
+    """A reference score the driver computed (summary, or progress of a killed run) becomes an output node."""
+    folder = tmp_path / case
+    shutil.copytree(FIXTURES / case, folder)
+    name = 'summary.json' if case == 'completed' else 'progress.json'
+    data = json.loads((folder / name).read_text())
+    data.update(reference_score=0.0251, reference_computed=True)
+    (folder / name).write_text(json.dumps(data))
+    results, _ = parse(calc_node(folder))
+    assert results['reference_score'].value == 0.0251
+    assert results['summary']['reference_score'] == 0.0251

@@ -10,7 +10,8 @@ from aiida.orm import Dict, Int
 from aiida_mlpot.calculations.ml_md import MlMdCalculation
 
 #: 150 steps of 2 fs; the GAP predictive std is measured every 10 steps against 3x the 99th percentile of
-#: the training frames' own scores (computed once per potential and training set, then cached on the potential).
+#: the training frames' own scores (computed by the driver from `training` and returned as the `reference_score`
+#: output, which later runs with the same potential take as their `reference_score` input instead of `training`).
 PARAMETERS = {
     'md': {'ensemble': 'nvt', 'thermostat': 'langevin', 'temperature_K': 1400.0, 'timestep_fs': 2.0},
     'extrapolation': {
@@ -69,6 +70,8 @@ def run(ctx: dict) -> dict:
         mean = sum(temperatures) / len(temperatures)
         print(f'  mean kinetic temperature {mean:.0f} K over {len(temperatures)} checks')
     print(f'  -> trajectory DatasetData<{results["trajectory"].pk}> ({len(results["trajectory"])} frames)')
+    if 'reference_score' in results:
+        print(f'  -> reference_score Float<{results["reference_score"].pk}>: reuse it instead of `training`')
     if 'flagged' in results:
         print(f'  -> flagged DatasetData<{results["flagged"].pk}>: {len(results["flagged"])} frames to label')
     if summary['outcome'] == 'unstable':

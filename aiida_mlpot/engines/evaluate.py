@@ -19,7 +19,8 @@ Outputs in the working directory:
   deviation of the local energies, max over atoms of sqrt(``local_gap_variance``) (eV), the frame score of
   :class:`~aiida_mlpot.engines.checks.GapVarianceCheck`, as in the ML-MD trajectories;
 * ``summary.json``: ``outcome`` (``completed`` | ``error``), ``reason`` (on error), ``n_configs``, ``n_atoms``,
-  ``uncertainty``, ``wall_time_s``, ``time_per_config_s``.
+  ``uncertainty``, ``wall_time_s``, ``time_per_config_s``; written atomically, also on an error (the command
+  line shared by the drivers, :func:`~aiida_mlpot.engines.command.run_command`).
 
 Energy, forces and stress are requested in one ``calculate()`` call per frame (quippy re-runs the whole
 evaluation for a property not asked for at first); the variance, when asked, comes from the same call.
@@ -27,11 +28,9 @@ evaluation for a property not asked for at first); the variance, when asked, com
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +39,7 @@ from ase import Atoms
 from aiida_mlpot.common.units import stress_to_virial
 from aiida_mlpot.data.extxyz import read_frames, write_frames
 from aiida_mlpot.engines.checks import GAP_VARIANCE_CALC_ARGS, GapVarianceCheck
+from aiida_mlpot.engines.command import run_command
 
 __all__ = ('DEFAULT_FILES', 'KEPT_INFO', 'main', 'predict_frames', 'run')
 
@@ -123,25 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     Always writes the summary (``outcome: error`` and the reason when the evaluation fails); returns 0 when
     every configuration was evaluated, 1 on an error, 2 on a wrong command line.
     """
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print('usage: python -m aiida_mlpot.engines.evaluate input.json', file=sys.stderr)
-        return 2
-    input_path = pathlib.Path(argv[0])
-    workdir = input_path.parent
-    summary_name = DEFAULT_FILES['summary']
-    try:
-        config = json.loads(input_path.read_text())
-        summary_name = config.get('summary', summary_name)
-        summary = run(config, workdir)
-        code = 0
-    except Exception as exception:
-        traceback.print_exc()
-        summary = {'outcome': 'error', 'reason': f'{type(exception).__name__}: {exception}'}
-        code = 1
-    (workdir / summary_name).write_text(json.dumps(summary, indent=1))
-    print(f'outcome: {summary["outcome"]} {summary.get("reason", "")}'.strip())
-    return code
+    return run_command(run, 'aiida_mlpot.engines.evaluate', argv, summary_name=DEFAULT_FILES['summary'])
 
 
 if __name__ == '__main__':

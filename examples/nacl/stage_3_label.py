@@ -2,7 +2,7 @@
 
 The classical teacher (Tosi-Fumi + Ewald, the same potential as the sampling stage, one LAMMPS job) is the
 physical reference of this demo. Two configurations are additionally labelled with CP2K GFN1-xTB to exercise
-the quantum path (Cp2kBaseWorkChain, forces/stress parsing, SCF checks): xTB is a TEST oracle here, its
+the quantum path (Cp2kLabelWorkChain, forces/stress parsing, SCF checks): xTB is a TEST oracle here, its
 physics of molten NaCl is wrong (strongly negative pressure), so its labels are printed, never trained on.
 """
 

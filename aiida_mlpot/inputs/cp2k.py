@@ -54,7 +54,12 @@ _STR = (str,)
 _BOOL = (bool,)
 #: Element -> name maps (``default`` for every element not named).
 _NAME_MAP = 'name map'
-_TYPE_NAMES = {numbers.Real: 'a number', numbers.Integral: 'an integer', str: 'a string', bool: 'true or false'}
+_TYPE_NAMES = {
+    numbers.Real: 'a number',
+    numbers.Integral: 'an integer',
+    str: 'a string',
+    bool: 'true or false',
+}
 
 _SCF_SCHEMA: dict = {
     'eps_scf': _REAL,

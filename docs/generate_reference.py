@@ -71,7 +71,7 @@ def own_exit_codes(plugin, process) -> list[tuple[int, str, str]]:
     """
     from aiida.engine import Process
 
-    if process.__module__.startswith('aiida.engine') and hasattr(plugin, '__module__'):
+    if not isinstance(plugin, type):
         table = getattr(sys.modules[plugin.__module__], 'EXIT_CODES', {})
         return sorted((status, label, message) for label, (status, message) in table.items())
     upstream = {
@@ -100,7 +100,7 @@ def render_processes() -> str:
     ]
     for kind, name, plugin, process in processes():
         spec = process.spec()
-        is_function = process.__module__.startswith('aiida.engine')
+        is_function = not isinstance(plugin, type)
         title = plugin.__name__ if is_function else process.__name__
         doc = (plugin.__doc__ or process.__doc__ or '').strip().splitlines()
         label = 'calcfunction' if is_function else kind
@@ -143,7 +143,7 @@ def render_exit_codes() -> str:
         '|---|---|---|---|---|',
     ]
     for _, name, plugin, process in processes():
-        is_function = process.__module__.startswith('aiida.engine')
+        is_function = not isinstance(plugin, type)
         title = plugin.__name__ if is_function else process.__name__
         for status, label, message in own_exit_codes(plugin, process):
             out.append(f'| {title} | `{name}` | {status} | `{label}` | {message.replace("|", "/")} |')

@@ -394,6 +394,19 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return builder
 
     # --- steps ------------------------------------------------------------------------------------------------
+    def _launch(self, process, inputs, name: str, what: str):
+        """Submit ``process`` with ``inputs``, report ``what``, and wait for it as ``ctx.<name>``."""
+        node = self.submit(process, **inputs)
+        self.report(f'{what}: {node.process_label}<{node.pk}>')
+        return ToContext(**{name: node})
+
+    def _failed(self, name: str, exit_code, outputs: tuple[str, ...] = ()):
+        """Return ``exit_code`` (formatted with the reason) if ``ctx.<name>`` failed or lacks ``outputs``."""
+        node = self.ctx[name]
+        if node.is_finished_ok and set(outputs) <= set(node.outputs):
+            return None
+        return exit_code.format(message=_failure(node))
+
     def setup(self):
         """Read the settings; the state points of the sampling and of the exploration."""
         self.ctx.loop = self.inputs.loop.get_dict()
@@ -437,16 +450,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             inputs.potential_files = self.inputs.potential_files
         inputs.state_points = orm.List(self.ctx.sampling_points)
         inputs.metadata = {'call_link_label': 'sampling'}
-        node = self.submit(SamplingWorkChain, **inputs)
-        self.report(f'sampling {len(self.ctx.sampling_points)} state points: {node.process_label}<{node.pk}>')
-        return ToContext(sampling=node)
+        what = f'sampling {len(self.ctx.sampling_points)} state points'
+        return self._launch(SamplingWorkChain, inputs, 'sampling', what)
 
     def inspect_sampling(self):
         """Keep the pool; the exploration of every state point starts from its last sampled frame."""
-        node = self.ctx.sampling
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SAMPLING.format(message=_failure(node))
-        self.ctx.pool = node.outputs.pool
+        failed = self._failed('sampling', self.exit_codes.ERROR_SUB_PROCESS_FAILED_SAMPLING, ('pool',))
+        if failed:
+            return failed
+        self.ctx.pool = self.ctx.sampling.outputs.pool
         self.out('pool', self.ctx.pool)
         keys = {key: _sampling_key(point) for key, point in self.ctx.explore.items()}
         starts = exploration_starts(
@@ -478,15 +490,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         label = 'label_initial' if self.ctx.iteration == 0 else f'label_{self.ctx.iteration:02d}'
         inputs.metadata = {'call_link_label': label}
         self.ctx.oracle_calls += len(self.ctx.to_label)
-        node = self.submit(LabellingWorkChain, **inputs)
-        self.report(f'labelling {len(self.ctx.to_label)} configurations: {node.process_label}<{node.pk}>')
-        return ToContext(labelling=node)
+        what = f'labelling {len(self.ctx.to_label)} configurations'
+        return self._launch(LabellingWorkChain, inputs, 'labelling', what)
 
     def _labelled(self):
-        node = self.ctx.labelling
-        if not node.is_finished_ok or 'labelled' not in node.outputs:
-            return None, self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING.format(message=_failure(node))
-        return node.outputs.labelled, None
+        failed = self._failed('labelling', self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING, ('labelled',))
+        return (None, failed) if failed else (self.ctx.labelling.outputs.labelled, None)
 
     def inspect_initial_labelling(self):
         """Split the labelled initial set into training and test sets (calcfunction)."""
@@ -511,15 +520,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             inputs.gap_fit.parameters = orm.Dict(parameters)
         inputs.test_dataset = self.ctx.test
         inputs.metadata = {'call_link_label': f'fit_{self.ctx.iteration:02d}'}
-        node = self.submit(GapFitWorkChain, **inputs)
-        self.report(f'fitting on {len(self.ctx.train)} configurations: {node.process_label}<{node.pk}>')
-        return ToContext(fit=node)
+        return self._launch(
+            GapFitWorkChain, inputs, 'fit', f'fitting on {len(self.ctx.train)} configurations'
+        )
 
     def inspect_fit(self):
         """Keep the potential and its test metrics."""
+        failed = self._failed(
+            'fit', self.exit_codes.ERROR_SUB_PROCESS_FAILED_FITTING, ('potential', 'metrics')
+        )
+        if failed:
+            return failed
         node = self.ctx.fit
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_FITTING.format(message=_failure(node))
         self.ctx.potential = node.outputs.potential
         self.ctx.potential_train = self.ctx.train
         self.ctx.metrics = node.outputs.metrics

@@ -37,25 +37,21 @@ computer, recorded in the provenance graph) or, failing that, the ``lammps.comma
 from __future__ import annotations
 
 import io
-import json
 import math
 import shlex
 
 from aiida import orm
-from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.datastructures import CalcInfo
 from aiida.common.folders import Folder
-from aiida.engine import CalcJob
 from ase import Atoms
 
+from aiida_mlpot.calculations.driver import DriverCalculation
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.extxyz import write_frames
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.engines.parameters import needs_training, normalise_parameters
 
 __all__ = ('MlMdCalculation', 'driver_parameters')
-
-#: The module the calculation runs with ``python -m`` on the compute node.
-DRIVER_MODULE = 'aiida_mlpot.engines.ml_md'
 
 
 def driver_parameters(inputs) -> dict:
@@ -167,19 +163,16 @@ def validate_parameters(node, _):
     return None
 
 
-class MlMdCalculation(CalcJob):
+class MlMdCalculation(DriverCalculation):
     """Molecular dynamics with a GAP through ASE + quippy, with extrapolation and stability checks."""
 
-    FILENAME_INPUT = 'input.json'
+    DRIVER_MODULE = 'aiida_mlpot.engines.ml_md'
     FILENAME_STRUCTURE = 'structure.xyz'
     FILENAME_TRAINING = 'training.xyz'
     FILENAME_TRAJECTORY = 'trajectory.xyz'
     FILENAME_FLAGGED = 'flagged.xyz'
     FILENAME_FINAL = 'final.xyz'
-    FILENAME_SUMMARY = 'summary.json'
     FILENAME_PROGRESS = 'progress.json'
-    FILENAME_STDOUT = 'driver.out'
-    FILENAME_STDERR = 'driver.err'
 
     @classmethod
     def define(cls, spec):
@@ -229,12 +222,7 @@ class MlMdCalculation(CalcJob):
             'with it no `training` is needed for the threshold.',
         )
         spec.inputs.validator = validate_inputs
-        options = spec.inputs['metadata']['options']
-        options['input_filename'].default = cls.FILENAME_INPUT
-        options['output_filename'].default = cls.FILENAME_STDOUT
-        options['parser_name'].default = 'mlpot.ml_md'
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        options['withmpi'].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'mlpot.ml_md'
 
         spec.output(
             'trajectory',
@@ -264,18 +252,11 @@ class MlMdCalculation(CalcJob):
         spec.default_output_node = 'summary'
 
         spec.exit_code(
-            301, 'ERROR_OUTPUT_SUMMARY_MISSING', message='`summary.json` was not retrieved: {detail}'
-        )
-        spec.exit_code(
-            302, 'ERROR_OUTPUT_SUMMARY_INVALID', message='`summary.json` cannot be read: {exception}'
-        )
-        spec.exit_code(
             303, 'ERROR_OUTPUT_TRAJECTORY_MISSING', message='`trajectory.xyz` is missing or empty.'
         )
         spec.exit_code(
             304, 'ERROR_OUTPUT_TRAJECTORY_INVALID', message='the retrieved frames cannot be read: {exception}'
         )
-        spec.exit_code(310, 'ERROR_DRIVER_FAILED', message='the MD driver stopped with an error: {reason}')
         spec.exit_code(
             410,
             'ERROR_UNSTABLE_MD',
@@ -322,25 +303,11 @@ class MlMdCalculation(CalcJob):
         if training is not None and needs_training(parameters):
             local_copy_list.append((training.uuid, training.filename, self.FILENAME_TRAINING))
             config['training'] = self.FILENAME_TRAINING
-        with folder.open(self.FILENAME_INPUT, 'w') as handle:
-            json.dump(config, handle, indent=1)
-
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['-m', DRIVER_MODULE, self.FILENAME_INPUT]
-        codeinfo.stdout_name = self.FILENAME_STDOUT
-        codeinfo.stderr_name = self.FILENAME_STDERR
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = local_copy_list
-        calcinfo.retrieve_list = [
+        retrieve = [
             self.FILENAME_SUMMARY,
             self.FILENAME_PROGRESS,
             self.FILENAME_TRAJECTORY,
             self.FILENAME_FLAGGED,
             self.FILENAME_FINAL,
-            self.FILENAME_STDOUT,
-            self.FILENAME_STDERR,
         ]
-        return calcinfo
+        return self.driver_calcinfo(folder, config, local_copy_list, retrieve)

@@ -7,13 +7,13 @@ import json
 import math
 
 from aiida import orm
-from aiida.parsers import Parser
 
 from aiida_mlpot.calculations.ml_md import MlMdCalculation
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.extxyz import read_frames
 from aiida_mlpot.engines.ml_md import complete_frames_text
 from aiida_mlpot.engines.parameters import normalise_parameters
+from aiida_mlpot.parsers.driver import DriverParser
 
 __all__ = ('MlMdParser',)
 
@@ -29,7 +29,7 @@ def _finite_or_none(value):
     return value
 
 
-class MlMdParser(Parser):
+class MlMdParser(DriverParser):
     """Parse ``summary.json``, ``trajectory.xyz``, ``flagged.xyz`` and ``final.xyz`` of the ML-MD driver.
 
     ``completed`` and ``extrapolation`` are successful outcomes; ``unstable`` returns ``ERROR_UNSTABLE_MD``
@@ -46,13 +46,8 @@ class MlMdParser(Parser):
     in ``progress.json`` of an interrupted run) is attached as the ``reference_score`` output.
     """
 
-    def _read(self, name: str) -> str | None:
-        if name not in self.retrieved.base.repository.list_object_names():
-            return None
-        return self.retrieved.base.repository.get_object_content(name, mode='r')
-
     def _frames(self, name: str):
-        content = self._read(name)
+        content = self.read(name)
         if not content or not content.strip():
             return None
         return read_frames(io.StringIO(content))
@@ -60,21 +55,10 @@ class MlMdParser(Parser):
     def parse(self, **kwargs):
         """Attach the outputs and return the exit code of the outcome."""
         calc = MlMdCalculation
-        content = self._read(calc.FILENAME_SUMMARY)
-        if content is None:
-            stderr = (self._read(calc.FILENAME_STDERR) or '').strip().splitlines()
-            detail = stderr[-1] if stderr else 'the driver did not run or was killed'
-            return self._parse_interrupted(
-                self.exit_codes.ERROR_OUTPUT_SUMMARY_MISSING.format(detail=detail), f'no summary: {detail}'
-            )
-        try:
-            summary = json.loads(content)
-            outcome = summary['outcome']
-        except (ValueError, KeyError, TypeError) as exception:
-            return self._parse_interrupted(
-                self.exit_codes.ERROR_OUTPUT_SUMMARY_INVALID.format(exception=exception),
-                f'summary unreadable: {exception}',
-            )
+        summary, failure = self.read_summary()
+        if failure is not None:  # killed before the summary: what the trajectory holds is kept
+            return self._parse_interrupted(failure, failure.message)
+        outcome = summary['outcome']
         if outcome == 'error':
             # a driver error is not a restartable interruption, but frames written before it are not lost
             try:
@@ -121,7 +105,7 @@ class MlMdParser(Parser):
 
         :raises: any reading error of the complete frames.
         """
-        content = self._read(MlMdCalculation.FILENAME_TRAJECTORY)
+        content = self.read(MlMdCalculation.FILENAME_TRAJECTORY)
         complete, n_frames, dropped = complete_frames_text(content or '')
         if not n_frames:
             return [], dropped
@@ -137,7 +121,7 @@ class MlMdParser(Parser):
     def _progress(self) -> dict:
         """Return the content of ``progress.json`` ({} if missing or unreadable)."""
         try:
-            progress = json.loads(self._read(MlMdCalculation.FILENAME_PROGRESS) or '{}')
+            progress = json.loads(self.read(MlMdCalculation.FILENAME_PROGRESS) or '{}')
         except ValueError:
             return {}
         return progress if isinstance(progress, dict) else {}

@@ -99,7 +99,7 @@ def test_unreadable_summary_with_frames_is_interrupted(node_from_folder, tmp_pat
     (folder / 'summary.json').write_text(json.dumps({'outcome': 'completed'})[:12])
     (folder / 'progress.json').unlink()
     results, calcfunction = parse(node_from_folder(folder))
-    assert calcfunction.exit_status == 420 and 'summary unreadable' in calcfunction.exit_message
+    assert calcfunction.exit_status == 420 and 'cannot be read' in calcfunction.exit_message
     summary = results['summary'].get_dict()
     assert summary['final_step'] == 15 and summary['steps_requested'] is None
     assert summary['max_score'] == pytest.approx(max(summary['traces']['score']))

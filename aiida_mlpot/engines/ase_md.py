@@ -39,30 +39,16 @@ def make_dynamics(atoms: Atoms, md: dict, rng: np.random.Generator):
         from ase.md.bussi import Bussi
 
         return Bussi(atoms, timestep, temperature_K=temperature, taut=md['taut_fs'] * FS_TO_ASE_TIME, rng=rng)
-    pressure = md['pressure_bar'] * BAR_TO_EV_PER_ANGSTROM3
+    taut, taup = md['taut_fs'] * FS_TO_ASE_TIME, md['taup_fs'] * FS_TO_ASE_TIME
+    npt = {'temperature_K': temperature, 'pressure_au': md['pressure_bar'] * BAR_TO_EV_PER_ANGSTROM3}
     if md['barostat'] == 'mtk':
         from ase.md.nose_hoover_chain import IsotropicMTKNPT
 
-        return IsotropicMTKNPT(
-            atoms,
-            timestep,
-            temperature_K=temperature,
-            pressure_au=pressure,
-            tdamp=md['taut_fs'] * FS_TO_ASE_TIME,
-            pdamp=md['taup_fs'] * FS_TO_ASE_TIME,
-        )
+        return IsotropicMTKNPT(atoms, timestep, tdamp=taut, pdamp=taup, **npt)
     from ase.md.nptberendsen import NPTBerendsen
 
-    return NPTBerendsen(
-        atoms,
-        timestep,
-        temperature_K=temperature,
-        pressure_au=pressure,
-        taut=md['taut_fs'] * FS_TO_ASE_TIME,
-        taup=md['taup_fs'] * FS_TO_ASE_TIME,
-        compressibility_au=md['compressibility_per_bar'] / BAR_TO_EV_PER_ANGSTROM3,
-        fixcm=False,
-    )
+    beta = md['compressibility_per_bar'] / BAR_TO_EV_PER_ANGSTROM3
+    return NPTBerendsen(atoms, timestep, taut=taut, taup=taup, compressibility_au=beta, fixcm=False, **npt)
 
 
 class AseEngine:

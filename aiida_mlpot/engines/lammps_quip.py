@@ -51,6 +51,7 @@ from aiida_mlpot.potentials.lammps_input import setup_lines, write_data_file
 
 __all__ = (
     'LammpsEngine',
+    'Segment',
     'check_pair_style_quip',
     'integrator_lines',
     'lammps_pair_styles',
@@ -174,18 +175,36 @@ def integrator_lines(md: dict, segment: int) -> list[str]:
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """One LAMMPS run of the engine: ``n_steps`` steps from step ``first_step`` of the MD, a frame every ``stride``.
+
+    ``index`` numbers the segments of a run (it offsets the thermostat seed); ``create_velocities``: LAMMPS
+    draws Gaussian velocities at the target temperature instead of reading them from the data file.
+    """
+
+    first_step: int
+    n_steps: int
+    stride: int
+    index: int = 0
+    create_velocities: bool = False
+
+    @property
+    def last_step(self) -> int:
+        return self.first_step + self.n_steps
+
+    def __str__(self) -> str:
+        return f'segment {self.index}: steps {self.first_step} -> {self.last_step}'
+
+
 def segment_script(
     potential: dict,
     species: Sequence[str],
     md: dict,
-    first_step: int,
-    n_steps: int,
-    stride: int,
-    segment: int = 0,
-    create_velocities: bool = False,
+    segment: Segment,
     pbc: Sequence[bool] = (True, True, True),
 ) -> str:
-    """Return the LAMMPS script of one segment: ``n_steps`` steps from step ``first_step`` of the run.
+    """Return the LAMMPS script of one ``segment`` of the MD of the driver's ``md`` section.
 
     Frames (``id type x y z vx vy vz`` and the potential's forces, stored by ``fix store/force`` before the
     thermostat's fixes act: ``fix langevin`` adds friction and random forces to ``fx fy fz``) are dumped at the global steps that are multiples of
@@ -193,20 +212,20 @@ def segment_script(
     steps go to the thermo file (columns ``step pe vol p1..p6``, LAMMPS order xx yy zz xy xz yz).
     """
     timestep_ps = md['timestep_fs'] / 1000.0
-    last_step = first_step + n_steps
+    stride = segment.stride
     values = ' '.join(f'${{mlpot_v{k}}}' for k in range(len(_THERMO_VALUES)))
     lines = [
-        f'# aiida-mlpot ML-MD segment {segment}: steps {first_step} -> {last_step}',
+        f'# aiida-mlpot ML-MD {segment}',
         *setup_lines(potential, species, pbc, FILENAME_DATA),
-        f'reset_timestep {first_step}',
+        f'reset_timestep {segment.first_step}',
         f'timestep {timestep_ps:.12g}',
     ]
-    if create_velocities:
+    if segment.create_velocities:
         seed = 1 + int(md['seed']) % (2**31 - 2)
         lines.append(f'velocity all create {float(md["temperature_K"])} {seed} mom yes rot no dist gaussian')
     # fixes act in the order they are defined: store the potential's forces before the thermostat's are added
     lines.append('fix mlpot_force all store/force')
-    lines += integrator_lines(md, segment)
+    lines += integrator_lines(md, segment.index)
     lines += [
         'thermo_style custom step temp pe ke press vol ' + ' '.join(_THERMO_VALUES[3:]),
         f'thermo_modify format float {_FLOAT}',
@@ -216,9 +235,9 @@ def segment_script(
         'title "# step pe vol p1 p2 p3 p4 p5 p6"',
         f'dump {_DUMP_ID} all custom {stride} {FILENAME_DUMP} {_DUMP_COLUMNS}',
         f'dump_modify {_DUMP_ID} sort id format float {_FLOAT}',
-        f'run {n_steps}',
+        f'run {segment.n_steps}',
     ]
-    if last_step % stride:
+    if segment.last_step % stride:
         lines += [
             f'undump {_DUMP_ID}',
             f'write_dump all custom {FILENAME_DUMP} {_DUMP_COLUMNS} modify append yes sort id format float {_FLOAT}',
@@ -351,14 +370,10 @@ def run_segment(
     atoms: Atoms,
     potential: dict,
     md: dict,
-    first_step: int,
-    n_steps: int,
-    stride: int,
-    segment: int = 0,
-    create_velocities: bool = False,
+    segment: Segment,
     timeout: float | None = None,
 ) -> SegmentRun:
-    """Run one segment of ``n_steps`` from ``atoms`` with the LAMMPS ``command`` in ``workdir``; read its frames.
+    """Run one ``segment`` from ``atoms`` with the LAMMPS ``command`` in ``workdir``; read its frames.
 
     ``potential`` is a classical-potential dictionary (:func:`quip_potential` for the ML engine); its files
     must be in ``workdir``. The frames are returned even when LAMMPS fails (those dumped before the error).
@@ -367,10 +382,7 @@ def run_segment(
     species = species_order(atoms.get_chemical_symbols())
     data, prism = segment_data_file(atoms, species, potential)
     (workdir / FILENAME_DATA).write_text(data)
-    script = segment_script(
-        potential, species, md, first_step, n_steps, stride, segment, create_velocities, tuple(atoms.pbc)
-    )
-    (workdir / FILENAME_SCRIPT).write_text(script)
+    (workdir / FILENAME_SCRIPT).write_text(segment_script(potential, species, md, segment, tuple(atoms.pbc)))
     for name in (FILENAME_DUMP, FILENAME_THERMO):
         (workdir / name).unlink(missing_ok=True)
     arguments = shlex.split(command) if isinstance(command, str) else list(command)
@@ -385,7 +397,7 @@ def run_segment(
         returncode, stdout, stderr = -1, '', f'LAMMPS timed out after {exception.timeout} s'
     wall_time = time.perf_counter() - start
     with open(workdir / FILENAME_SCREEN, 'a') as handle:
-        handle.write(f'### segment {segment}: steps {first_step} -> {first_step + n_steps}\n{stdout}{stderr}')
+        handle.write(f'### {segment}\n{stdout}{stderr}')
     frames = read_segment_frames(workdir / FILENAME_DUMP, workdir / FILENAME_THERMO, species, prism)
     error = '' if returncode == 0 else _lammps_error(workdir, stdout, stderr)
     return SegmentRun(frames=frames, returncode=returncode, error=error, wall_time_s=wall_time)
@@ -459,18 +471,9 @@ class LammpsEngine:
         """
         atoms, current_step = self.atoms, 0
         for segment, length in enumerate(self.lengths):
-            result = run_segment(
-                self.command,
-                self.workdir,
-                atoms,
-                self.potential,
-                self.md,
-                current_step,
-                length,
-                self.stride,
-                segment,
-                create_velocities=self.create_velocities and segment == 0,
-            )
+            create_velocities = self.create_velocities and segment == 0
+            run = Segment(current_step, length, self.stride, segment, create_velocities)
+            result = run_segment(self.command, self.workdir, atoms, self.potential, self.md, run)
             self.n_segments = segment + 1
             self.md_time_s += result.wall_time_s
             if result.frames:

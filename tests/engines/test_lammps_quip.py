@@ -26,6 +26,7 @@ from aiida_mlpot.common.units import BAR_TO_EV_PER_ANGSTROM3, stress_to_virial
 from aiida_mlpot.engines.checks import GAP_VARIANCE_CALC_ARGS, GapVarianceCheck, stability_checks
 from aiida_mlpot.engines.lammps_quip import (
     LammpsEngine,
+    Segment,
     lammps_pair_styles,
     quip_potential,
     read_segment_frames,
@@ -83,7 +84,8 @@ def test_segment_script():
     """Velocities created only when asked; forces stored before the thermostat; last step always dumped."""
     potential = quip_potential('gap.xml', 'GAP_X', ['Cl', 'Na'])
     md = md_parameters(seed=7, friction_per_fs=0.02)
-    script = segment_script(potential, ['Cl', 'Na'], md, 100, 40, 10, segment=3).splitlines()
+    script = segment_script(potential, ['Cl', 'Na'], md, Segment(100, 40, 10, index=3)).splitlines()
+    assert script[0] == '# aiida-mlpot ML-MD segment 3: steps 100 -> 140'
     assert 'reset_timestep 100' in script and 'timestep 0.002' in script and 'run 40' in script
     assert not any(line.startswith('velocity') for line in script)
     store = script.index('fix mlpot_force all store/force')
@@ -92,7 +94,8 @@ def test_segment_script():
     )  # 1/friction, seed+3+1
     assert not any(line.startswith('write_dump') for line in script)  # 140 is a multiple of 10
 
-    script = segment_script(potential, ['Cl', 'Na'], md, 0, 25, 10, create_velocities=True).splitlines()
+    segment = Segment(0, 25, 10, create_velocities=True)
+    script = segment_script(potential, ['Cl', 'Na'], md, segment).splitlines()
     velocity = script.index('velocity all create 1400.0 8 mom yes rot no dist gaussian')
     assert velocity < script.index('fix mlpot_force all store/force')
     assert script[-4:-2] == ['run 25', 'undump mlpot_segment']
@@ -100,14 +103,16 @@ def test_segment_script():
     assert script[-1].startswith('print ') and script[-1].endswith('append lammps_segment.thermo screen no')
 
     npt = md_parameters(ensemble='npt', pressure_bar=1.0, taut_fs=100.0, taup_fs=1000.0)
-    script = segment_script(potential, ['Cl', 'Na'], npt, 0, 10, 5)
+    script = segment_script(potential, ['Cl', 'Na'], npt, Segment(0, 10, 5))
     assert 'fix mlpot_integrate all npt temp 1400.0 1400.0 0.1 iso 1.0 1.0 1' in script
     berendsen = {**npt, 'barostat': 'berendsen'}
-    script = segment_script(potential, ['Cl', 'Na'], berendsen, 0, 10, 5)
+    script = segment_script(potential, ['Cl', 'Na'], berendsen, Segment(0, 10, 5))
     assert 'fix mlpot_barostat all press/berendsen iso 1.0 1.0 1 modulus' in script
     assert 'fix mlpot_integrate all nve' in script
     bussi = md_parameters(thermostat='bussi')
-    assert 'all temp/csvr 1400.0 1400.0 0.1 2' in segment_script(potential, ['Cl', 'Na'], bussi, 0, 10, 5)
+    assert 'all temp/csvr 1400.0 1400.0 0.1 2' in segment_script(
+        potential, ['Cl', 'Na'], bussi, Segment(0, 10, 5)
+    )
 
 
 def test_segment_lengths():

@@ -42,7 +42,7 @@ def recursive_merge(left: Mapping, right: Mapping) -> dict:
     return result
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(path: str) -> dict:
     content = yaml.safe_load(pathlib.Path(path).read_text())
     for key in ('default_inputs', 'default_protocol', 'protocols'):

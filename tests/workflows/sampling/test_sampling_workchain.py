@@ -196,7 +196,7 @@ def test_failed_state_point(code_lmp):
         f'LammpsMdCalculation<{failed[0].pk}> exit 410: the MD became unstable'
     )
     assert 'Lost atoms' in reasons['T1e07_V1']
-    assert results['failed_state_points'].creator.process_type.endswith(collect_failed_state_points.__name__)
+    assert results['failed_state_points'].creator.process_label == collect_failed_state_points.__name__
     assert results['pool'].config_types == ['T1400_V1']
     assert len(results['pool']) == 3
 

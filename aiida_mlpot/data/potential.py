@@ -11,6 +11,7 @@ from aiida.orm import Data
 from ase.data import atomic_numbers
 
 from aiida_mlpot.parsers.parse_raw.gap_fit import parse_gap_xml
+from aiida_mlpot.potentials.classical import species_order
 
 __all__ = ('GapPotentialData',)
 
@@ -95,7 +96,8 @@ class GapPotentialData(Data):
     def export(self, folder: str | pathlib.Path, type_order: Sequence[str] | None = None) -> pathlib.Path:
         """Write the XML, its sparseX files and ``lammps_pair.in`` (for a LAMMPS with ML-QUIP) to ``folder``.
 
-        :param type_order: element of each LAMMPS atom type (type 1 first); default: ``species``.
+        :param type_order: element of each LAMMPS atom type (type 1 first); default: alphabetical, the order of
+            the data files aiida-mlpot writes (see :meth:`lammps_pair_lines`).
         :return: path of the XML file in ``folder``.
         """
         folder = pathlib.Path(folder)
@@ -111,14 +113,30 @@ class GapPotentialData(Data):
     def lammps_pair_lines(
         self, type_order: Sequence[str] | None = None, xml_path: str | None = None
     ) -> list[str]:
-        """Return the ``pair_style quip`` / ``pair_coeff`` lines for a LAMMPS built with ML-QUIP."""
-        order = list(type_order) if type_order is not None else self.species
+        """Return the ``pair_style quip`` / ``pair_coeff`` lines for a LAMMPS built with ML-QUIP.
+
+        ``pair_coeff * * gap.xml "..." Z1 Z2 ...`` maps LAMMPS atom type k to the atomic number Zk, so the type
+        order must be that of the data file the lines are used with. The default is the order of every data
+        file aiida-mlpot writes (:func:`aiida_mlpot.potentials.classical.species_order`: alphabetical, so Cl is
+        type 1 and Na type 2 for NaCl); a comment line names each type, so that a swap cannot go unnoticed.
+
+        :param type_order: element of each LAMMPS atom type (type 1 first); default: alphabetical.
+        """
+        order = list(type_order) if type_order is not None else species_order(self.species)
         unknown = [symbol for symbol in order if symbol not in self.species]
         if unknown:
             raise ValueError(f'the potential knows {self.species}, not {unknown}')
         numbers = ' '.join(str(atomic_numbers[symbol]) for symbol in order)
         path = xml_path or self.xml_filename
-        return ['pair_style quip', f'pair_coeff * * {path} "Potential xml_label={self.xml_label}" {numbers}']
+        types = ', '.join(f'{index} = {symbol}' for index, symbol in enumerate(order, start=1))
+        source = (
+            'given' if type_order is not None else 'alphabetical, as in the data files aiida-mlpot writes'
+        )
+        return [
+            f'# LAMMPS atom types: {types} ({source})',
+            'pair_style quip',
+            f'pair_coeff * * {path} "Potential xml_label={self.xml_label}" {numbers}',
+        ]
 
     def get_calculator(self, **kwargs):
         """Return a quippy ``Potential`` ASE calculator for this GAP.

@@ -88,8 +88,9 @@ def test_export_writes_lammps_snippet(tiny_gap, tmp_path):
     node = GapPotentialData.from_files(folder / 'gap.xml')
     node.export(tmp_path, type_order=['Cl', 'Na'])
     snippet = (tmp_path / 'lammps_pair.in').read_text().splitlines()
-    assert snippet[0] == 'pair_style quip'
-    assert snippet[1] == f'pair_coeff * * gap.xml "Potential xml_label={node.xml_label}" 17 11'
+    assert snippet[0] == '# LAMMPS atom types: 1 = Cl, 2 = Na (given)'
+    assert snippet[1] == 'pair_style quip'
+    assert snippet[2] == f'pair_coeff * * gap.xml "Potential xml_label={node.xml_label}" 17 11'
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*node.filenames, 'lammps_pair.in'])
     with pytest.raises(ValueError, match='not'):
         node.lammps_pair_lines(type_order=['Ar'])
@@ -106,3 +107,33 @@ def test_not_a_gap_xml(tmp_path):
     (tmp_path / 'x.xml').write_text('<foo/>')
     with pytest.raises(ValueError, match='not a GAP XML'):
         GapPotentialData.from_files(tmp_path / 'x.xml')
+
+
+def test_default_snippet_matches_the_plugins_data_files(tiny_gap):
+    """Type k of the snippet is the element of type k in the LAMMPS data files the plugin writes (no swap)."""
+    from ase.build import bulk
+    from ase.data import atomic_numbers
+
+    from aiida_mlpot.potentials.classical import species_order
+    from aiida_mlpot.potentials.lammps_input import write_data_file
+    from aiida_mlpot.presets import nacl_tosi_fumi
+
+    folder, _ = tiny_gap
+    node = GapPotentialData.from_files(folder / 'gap.xml')
+    atoms = bulk('NaCl', 'rocksalt', a=5.64, cubic=True)
+    text, _ = write_data_file(atoms, species_order(atoms.get_chemical_symbols()), nacl_tosi_fumi('ewald'))
+    lines = text.splitlines()
+    start = lines.index('Atoms # charge') + 2
+    element_of_charge = {1.0: 'Na', -1.0: 'Cl'}  # the preset's charges
+    element_of_type = {
+        int(line.split()[1]): element_of_charge[float(line.split()[2])] for line in lines[start:] if line
+    }
+    snippet = node.lammps_pair_lines()
+    numbers = [int(x) for x in snippet[2].split('"')[-1].split()]
+    for lammps_type, number in enumerate(numbers, start=1):
+        assert atomic_numbers[element_of_type[lammps_type]] == number, (lammps_type, number, element_of_type)
+    assert numbers == [atomic_numbers['Cl'], atomic_numbers['Na']]
+    assert (
+        snippet[0]
+        == '# LAMMPS atom types: 1 = Cl, 2 = Na (alphabetical, as in the data files aiida-mlpot writes)'
+    )

@@ -149,13 +149,17 @@ def validate_inputs(value, _) -> str | None:
     return None
 
 
-def exploration_key(point: Mapping) -> str:
-    """Return the label of an exploration state point: ``T1400_P1`` (NPT) or ``T1400_V1`` (NVT)."""
+def sampling_point(point: Mapping, volume_scale: float = 1.0) -> dict:
+    """Return the sampling state point of an exploration state point (NVT: at ``volume_scale``)."""
     if point.get('pressure_bar') is not None:
-        return state_point_key(
-            {'temperature_K': point['temperature_K'], 'pressure_bar': point['pressure_bar']}
-        )
-    return state_point_key({'temperature_K': point['temperature_K'], 'volume_scale': 1.0})
+        return {'temperature_K': point['temperature_K'], 'pressure_bar': point['pressure_bar']}
+    return {'temperature_K': point['temperature_K'], 'volume_scale': float(volume_scale)}
+
+
+def exploration_key(point: Mapping) -> str:
+    """Return the label of an exploration state point, ``T1400_P1`` (NPT) or ``T1400_V1`` (NVT): that of the
+    sampling state point whose last frame starts its exploration."""
+    return state_point_key(sampling_point(point))
 
 
 class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
@@ -419,15 +423,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.ctx.explore[exploration_key(point)] = point
         sampling_points = []
         for point in self.inputs.state_points.get_list():
-            if point.get('pressure_bar') is not None:
-                sampling_points.append(
-                    {'temperature_K': point['temperature_K'], 'pressure_bar': point['pressure_bar']}
-                )
-            else:
-                for scale in self.ctx.loop['sampling_volume_scales']:
-                    sampling_points.append(
-                        {'temperature_K': point['temperature_K'], 'volume_scale': float(scale)}
-                    )
+            scales = (
+                [1.0] if point.get('pressure_bar') is not None else self.ctx.loop['sampling_volume_scales']
+            )
+            sampling_points += [sampling_point(point, scale) for scale in scales]
         self.ctx.sampling_points = sampling_points
         potential = self.inputs.classical_potential.get_dict()
         self.ctx.delta = bool(self.inputs.delta_learning.value and is_coulombic(potential))
@@ -439,7 +438,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             if self.ctx.loop.get('baseline_cutoff') is not None:
                 self.ctx.baseline['cutoff'] = float(self.ctx.loop['baseline_cutoff'])
             self.report(f'Δ-learning: the GAP is fitted on top of a Coulomb baseline with charges {charges}')
-        self.ctx.starts = {}
 
     def run_sampling(self):
         """Sample the state points with the classical force field."""
@@ -460,10 +458,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return failed
         self.ctx.pool = self.ctx.sampling.outputs.pool
         self.out('pool', self.ctx.pool)
-        keys = {key: _sampling_key(point) for key, point in self.ctx.explore.items()}
         starts = exploration_starts(
             self.ctx.pool,
-            orm.Dict(keys),
+            orm.List(sorted(self.ctx.explore)),
             self.inputs.structure,
             metadata={'call_link_label': 'exploration_starts'},
         )
@@ -713,15 +710,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
 def _failure(node) -> str:
     return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
-
-
-def _sampling_key(point: Mapping) -> str:
-    """Return the sampling state point whose last frame starts the exploration of ``point``."""
-    if point.get('pressure_bar') is not None:
-        return state_point_key(
-            {'temperature_K': point['temperature_K'], 'pressure_bar': point['pressure_bar']}
-        )
-    return state_point_key({'temperature_K': point['temperature_K'], 'volume_scale': 1.0})
 
 
 def _codes(codes: Mapping | None, oracle: str) -> dict:

@@ -164,21 +164,21 @@ def grow_training_set(train: DatasetData, test: DatasetData, **labels) -> dict:
 
 
 @calcfunction
-def exploration_starts(pool: DatasetData, keys: orm.Dict, structure: orm.StructureData) -> dict:
+def exploration_starts(pool: DatasetData, keys: orm.List, structure: orm.StructureData) -> dict:
     """Return the start structure of every exploration state point: the last pool frame sampled there.
 
     :param pool: the sampling pool (``info['config_type']`` is the sampling state point of each frame).
-    :param keys: ``{exploration key: sampling state point key}``.
+    :param keys: the sampling state point keys (``T1400_V1``, ...) whose last frame starts an exploration.
     :param structure: the starting structure, used where the pool has no frame of that state point (a
         failed sampling state point).
-    :return: one ``StructureData`` per exploration key.
+    :return: one ``StructureData`` per key.
     """
     last = {}
     for atoms in pool.to_ase():
         last[str(atoms.info.get('config_type', ''))] = atoms
     result = {}
-    for key, sampling_key in keys.get_dict().items():
-        atoms = last.get(sampling_key)
+    for key in keys.get_list():
+        atoms = last.get(key)
         if atoms is None:
             result[key] = orm.StructureData(ase=structure.get_ase())
             continue

@@ -103,11 +103,8 @@ def populate_builder(builder, inputs: Mapping, namespace=None) -> None:
         if isinstance(port, PortNamespace) and isinstance(value, Mapping):
             builder[key] = dict(value)
             continue
-        valid = (
-            port.valid_type
-            if port is not None and isinstance(port.valid_type, tuple)
-            else ((port.valid_type,) if port is not None else ())
-        )
+        valid_type = getattr(port, 'valid_type', None)
+        valid = valid_type if isinstance(valid_type, tuple) else (valid_type,)
         takes_nodes = any(isinstance(item, type) and issubclass(item, orm.Data) for item in valid)
         if isinstance(value, orm.Data) or port is None or getattr(port, 'non_db', False) or not takes_nodes:
             builder[key] = value  # a node, a metadata value (non-db port), or a port of plain values

@@ -20,6 +20,7 @@ from aiida_lammps.calculations.raw import LammpsRawCalculation
 from ase import Atoms
 
 from aiida_mlpot.analysis.geometry import min_distance
+from aiida_mlpot.calculations.ports import define_potential_ports, define_structures_port
 from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.potentials.classical import species_order, validate_potential
@@ -57,18 +58,7 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
     def define(cls, spec):
         super().define(spec)
         spec.inputs.pop('script')
-        spec.input(
-            'potential',
-            valid_type=orm.Dict,
-            validator=cls._validate_potential,
-            help='The classical-potential dictionary (pair_style, pair_coeff with element symbols, ...).',
-        )
-        spec.input_namespace(
-            'potential_files',
-            valid_type=orm.SinglefileData,
-            required=False,
-            help='Files the potential refers to (e.g. `Si.sw`), written with their own filename.',
-        )
+        define_potential_ports(spec)
         spec.exit_code(
             311,
             'ERROR_LAMMPS_NOT_COMPLETED',
@@ -80,11 +70,6 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
         spec.exit_code(
             355, 'ERROR_INCONSISTENT_OUTPUT', message='the LAMMPS output is inconsistent: {message}'
         )
-
-    @classmethod
-    def _validate_potential(cls, value, _):
-        if value is not None:
-            return validate_potential(value.get_dict())
 
     @classmethod
     def _validate_common(cls, value, frames: list[Atoms]) -> str | None:
@@ -224,12 +209,8 @@ class LammpsRerunCalculation(_LammpsMlpotCalculation):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input_namespace(
-            'structures',
-            valid_type=orm.StructureData,
-            dynamic=True,
-            required=False,
-            help='Configurations to evaluate, e.g. keys `config_00000`, ... (evaluated in sorted key order).',
+        define_structures_port(
+            spec, 'Configurations to evaluate, e.g. keys `config_00000`, ... (evaluated in sorted key order).'
         )
         spec.input('dataset', valid_type=DatasetData, required=False, help='Configurations to evaluate.')
         spec.inputs.validator = cls._validate_rerun_inputs

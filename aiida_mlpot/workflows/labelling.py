@@ -56,6 +56,7 @@ from aiida_mlpot.calculations.functions.labelling import (
     cp2k_data_files,
     dataset_to_structures,
 )
+from aiida_mlpot.calculations.ports import define_potential_ports, define_structures_port
 from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs import cp2k as cp2k_inputs
@@ -193,12 +194,8 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec):
         """Define the process specification."""
         super().define(spec)
-        spec.input_namespace(
-            'structures',
-            valid_type=orm.StructureData,
-            dynamic=True,
-            required=False,
-            help='The configurations to label, one node per configuration (keys become `label_key`).',
+        define_structures_port(
+            spec, 'The configurations to label, one node per configuration (keys become `label_key`).'
         )
         spec.input(
             'dataset',
@@ -231,11 +228,7 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
             help='The classical oracle (one LAMMPS job for all configurations).',
         )  # fmt: skip
         spec.input('classical.code', valid_type=orm.AbstractCode, help='The LAMMPS code.')
-        spec.input('classical.potential', valid_type=orm.Dict, help='Classical-potential dictionary.')
-        spec.input_namespace(
-            'classical.potential_files', valid_type=orm.SinglefileData, required=False,
-            help='Files the classical potential refers to.',
-        )  # fmt: skip
+        define_potential_ports(spec, 'classical')
         spec.input(
             'options', valid_type=orm.Dict, required=False, validator=_validate_options,
             help='metadata.options of the calculations (resources, withmpi, max_wallclock_seconds, '

@@ -11,6 +11,7 @@ from aiida.engine import ToContext, WorkChain
 
 from aiida_mlpot.calculations.functions.sampling import collect_failed_state_points, merge_state_point_pools
 from aiida_mlpot.calculations.lammps import LammpsMdCalculation, validate_atoms
+from aiida_mlpot.calculations.ports import define_potential_ports
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs.sampling import (
     state_point_grid,
@@ -51,13 +52,7 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
             },
         )
         spec.input('structure', valid_type=orm.StructureData, help='The starting configuration.')
-        spec.input('potential', valid_type=orm.Dict, help='The classical-potential dictionary.')
-        spec.input_namespace(
-            'potential_files',
-            valid_type=orm.SinglefileData,
-            required=False,
-            help='Files the potential needs.',
-        )
+        define_potential_ports(spec)
         spec.input(
             'state_points',
             valid_type=orm.List,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from aiida_mlpot import __version__
+from aiida_mlpot.cli.lineage import lineage_command
 
 
 @click.group(context_settings={'help_option_names': ['-h', '--help']})
@@ -53,6 +54,8 @@ def setup_command(profile, computer, workdir, email, lmp, cp2k, gap_fit, python)
         + ', '.join(result['codes'].values())
     )
 
+
+cli.add_command(lineage_command)
 
 if __name__ == '__main__':
     cli()

@@ -28,6 +28,7 @@ short-range difference, which cut the error on visited frames by an order of mag
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import Mapping, Sequence
 
@@ -43,8 +44,10 @@ from aiida_mlpot.calculations.functions.active_learning import (
     plan_iteration,
 )
 from aiida_mlpot.calculations.functions.selection import select_configurations, split_dataset
+from aiida_mlpot.calculations.gap_fit import declared_memory_mb
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
+from aiida_mlpot.inputs.gap_fit import DatasetStats, dataset_stats, plan_memory
 from aiida_mlpot.inputs.sampling import state_point_key
 from aiida_mlpot.potentials.classical import is_coulombic
 from aiida_mlpot.selection import validate_selection_spec, validate_split_spec
@@ -54,7 +57,7 @@ from aiida_mlpot.workflows.ml_md import MlMdWorkChain
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 from aiida_mlpot.workflows.sampling import SamplingWorkChain
 
-__all__ = ('ORACLES', 'ActiveLearningWorkChain')
+__all__ = ('ORACLES', 'ActiveLearningWorkChain', 'check_fit_memory', 'largest_fitting_size')
 
 #: The oracles of ``get_builder_from_protocol`` and the labelling protocol each uses.
 ORACLES = {'classical': None, 'cp2k-xtb': 'xtb', 'cp2k-pbe': 'pbe'}
@@ -160,6 +163,69 @@ def exploration_key(point: Mapping) -> str:
     """Return the label of an exploration state point, ``T1400_P1`` (NPT) or ``T1400_V1`` (NVT): that of the
     sampling state point whose last frame starts its exploration."""
     return state_point_key(sampling_point(point))
+
+
+def _fits(parameters: Mapping, stats: DatasetStats, limit_mb: float) -> bool:
+    """Return whether ``plan_memory`` (the reductions GapFitWorkChain applies before launching) can fit it."""
+    try:
+        plan_memory(parameters, stats, limit_mb)
+    except ValueError:
+        return False
+    return True
+
+
+def _scaled(stats: DatasetStats, n_configs: int) -> DatasetStats:
+    """Return ``stats`` of ``n_configs`` configurations like the average one of ``stats``."""
+    factor = n_configs / stats.n_configs
+    return dataclasses.replace(
+        stats,
+        n_configs=n_configs,
+        atoms_per_species={
+            symbol: round(count * factor) for symbol, count in stats.atoms_per_species.items()
+        },
+        n_energies=round(stats.n_energies * factor),
+        n_force_components=round(stats.n_force_components * factor),
+        n_virial_components=round(stats.n_virial_components * factor),
+    )
+
+
+def largest_fitting_size(parameters: Mapping, stats: DatasetStats, limit_mb: float) -> int:
+    """Return the largest number of configurations like those of ``stats`` whose fit fits ``limit_mb`` (0: none)."""
+    low, high = 0, max(stats.n_configs, 1)
+    while _fits(parameters, _scaled(stats, high), limit_mb):  # grow until it no longer fits
+        low, high = high, 2 * high
+    while high - low > 1:  # the memory estimate grows with the number of configurations
+        middle = (low + high) // 2
+        low, high = (middle, high) if _fits(parameters, _scaled(stats, middle), limit_mb) else (low, middle)
+    return low
+
+
+def check_fit_memory(
+    parameters: Mapping, stats: DatasetStats, limit_mb: float | None, source: str = ''
+) -> str | None:
+    """Return why a fit of ``stats`` with ``parameters`` cannot fit ``limit_mb``, or None when it can.
+
+    "Can" means: after the reductions ``GapFitWorkChain`` applies before launching (``plan_memory``: sparse
+    points halved down to the minimum), gap_fit's estimated peak memory is within the declared memory. Without a
+    declared memory (``limit_mb`` None) nothing is refused. The message says what to change: the declared memory,
+    the descriptors and sparse points, or the training size (the largest that fits is given).
+    """
+    if limit_mb is None:
+        return None
+    try:
+        plan_memory(parameters, stats, limit_mb)
+    except ValueError as exception:
+        largest = largest_fitting_size(parameters, stats, limit_mb)
+        declared = f' ({source})' if source else ''
+        return (
+            f'{stats.n_configs} configurations ({stats.n_atoms} atoms): {exception}{declared}. Change one of: '
+            "the memory (`fitting.gap_fit.metadata.options.max_memory_kb`, or the computer's "
+            '`default_memory_per_machine`); the descriptors or sparse points (`fitting.gap_fit.parameters`: '
+            'n_max, l_max, n_sparse); the training size: at most '
+            f'{largest} configurations like these fit, so lower `loop.max_per_iteration`, `loop.max_oracle_calls` '
+            'or the initial `selection`'
+        )
+    return None
 
 
 class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
@@ -308,6 +374,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             message='not converged within {calls} oracle calls (max_oracle_calls): {reason}; the outputs are '
             'those of the last potential.',
         )
+        spec.exit_code(
+            412,
+            'ERROR_REFIT_EXCEEDS_MEMORY',
+            message='the fit of iteration {iteration} was not launched, the memory plan says it will not fit: '
+            '{message}; the outputs are those of the last potential.',
+        )
 
     # --- builder ----------------------------------------------------------------------------------------------
     @classmethod
@@ -398,11 +470,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return builder
 
     # --- steps ------------------------------------------------------------------------------------------------
-    def _launch(self, process, inputs, name: str, what: str):
-        """Submit ``process`` with ``inputs``, report ``what``, and wait for it as ``ctx.<name>``."""
-        node = self.submit(process, **inputs)
-        self.report(f'{what}: {node.process_label}<{node.pk}>')
-        return ToContext(**{name: node})
+    def _iteration_label(self, role: str) -> str:
+        """Return the node label of a data set of ``role`` in the current iteration: ``train_02``, ..."""
+        return f'{role}_{self.ctx.iteration:02d}' if self.ctx.iteration else role
 
     def _failed(self, name: str, exit_code, outputs: tuple[str, ...] = ()):
         """Return ``exit_code`` (formatted with the reason) if ``ctx.<name>`` failed or lacks ``outputs``."""
@@ -448,8 +518,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             inputs.potential_files = self.inputs.potential_files
         inputs.state_points = orm.List(self.ctx.sampling_points)
         inputs.metadata = {'call_link_label': 'sampling'}
-        what = f'sampling {len(self.ctx.sampling_points)} state points'
-        return self._launch(SamplingWorkChain, inputs, 'sampling', what)
+        node = self.submit(SamplingWorkChain, **inputs)
+        self.report(f'sampling {len(self.ctx.sampling_points)} state points: {node.process_label}<{node.pk}>')
+        return ToContext(sampling=node)
 
     def inspect_sampling(self):
         """Keep the pool; the exploration of every state point starts from its last sampled frame."""
@@ -457,6 +528,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if failed:
             return failed
         self.ctx.pool = self.ctx.sampling.outputs.pool
+        self.ctx.pool.label = 'pool'
         self.out('pool', self.ctx.pool)
         starts = exploration_starts(
             self.ctx.pool,
@@ -475,6 +547,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not isinstance(result, dict):
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
         self.ctx.to_label = result['selected']
+        self.ctx.to_label.label = 'selected'
         self.report(
             f'selected {len(self.ctx.to_label)} of {len(self.ctx.pool)} pool frames for the initial set'
         )
@@ -487,12 +560,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         label = 'label_initial' if self.ctx.iteration == 0 else f'label_{self.ctx.iteration:02d}'
         inputs.metadata = {'call_link_label': label}
         self.ctx.oracle_calls += len(self.ctx.to_label)
-        what = f'labelling {len(self.ctx.to_label)} configurations'
-        return self._launch(LabellingWorkChain, inputs, 'labelling', what)
+        node = self.submit(LabellingWorkChain, **inputs)
+        self.report(f'labelling {len(self.ctx.to_label)} configurations: {node.process_label}<{node.pk}>')
+        return ToContext(labelling=node)
 
     def _labelled(self):
         failed = self._failed('labelling', self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING, ('labelled',))
-        return (None, failed) if failed else (self.ctx.labelling.outputs.labelled, None)
+        if failed:
+            return None, failed
+        labelled = self.ctx.labelling.outputs.labelled
+        labelled.label = self._iteration_label('labelled') if self.ctx.iteration else 'labelled_initial'
+        return labelled, None
 
     def inspect_initial_labelling(self):
         """Split the labelled initial set into training and test sets (calcfunction)."""
@@ -503,6 +581,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not isinstance(result, dict):
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
         self.ctx.train, self.ctx.test = result['train'], result['test']
+        self.ctx.train.label, self.ctx.test.label = 'train', 'test'
         self.report(f'initial set: {len(self.ctx.train)} training, {len(self.ctx.test)} test configurations')
         return None
 
@@ -517,9 +596,20 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             inputs.gap_fit.parameters = orm.Dict(parameters)
         inputs.test_dataset = self.ctx.test
         inputs.metadata = {'call_link_label': f'fit_{self.ctx.iteration:02d}'}
-        return self._launch(
-            GapFitWorkChain, inputs, 'fit', f'fitting on {len(self.ctx.train)} configurations'
+        options = dict(inputs.gap_fit.get('metadata', {}).get('options', {}))
+        limit_mb, source = declared_memory_mb(options, inputs.gap_fit.code.computer)
+        problem = check_fit_memory(
+            inputs.gap_fit.parameters.get_dict(), dataset_stats(self.ctx.train.to_ase()), limit_mb, source
         )
+        if problem:
+            self.report(f'fit of iteration {self.ctx.iteration} refused before launching: {problem}')
+            self._attach_outputs()
+            return self.exit_codes.ERROR_REFIT_EXCEEDS_MEMORY.format(
+                iteration=self.ctx.iteration, message=problem
+            )
+        node = self.submit(GapFitWorkChain, **inputs)
+        self.report(f'fitting on {len(self.ctx.train)} configurations: {node.process_label}<{node.pk}>')
+        return ToContext(fit=node)
 
     def inspect_fit(self):
         """Keep the potential and its test metrics."""
@@ -532,6 +622,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.potential = node.outputs.potential
         self.ctx.potential_train = self.ctx.train
         self.ctx.metrics = node.outputs.metrics
+        if 'predictions' in node.outputs:
+            node.outputs.predictions.label = f'predictions_{self.ctx.iteration:02d}'
         overall = node.outputs.metrics.get_dict()['overall']
         self.report(
             f'potential<{self.ctx.potential.pk}>: test force RMSE {overall["forces"]["rmse"]:.4g} eV/Å, energy '
@@ -578,8 +670,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 return self.exit_codes.ERROR_SUB_PROCESS_FAILED_EXPLORATION.format(message=_failure(node))
             sources[f'summary_{key}'] = node.outputs.summary
             sources[f'trajectory_{key}'] = node.outputs.trajectory
+            node.outputs.trajectory.label = self._iteration_label(f'trajectory_{key}')
             if 'flagged' in node.outputs:
                 sources[f'flagged_{key}'] = node.outputs.flagged
+                node.outputs.flagged.label = self._iteration_label(f'flagged_{key}')
             summary = node.outputs.summary.get_dict()
             self.report(
                 f'{key}: {summary.get("outcome")} after {summary.get("steps_done")} steps '
@@ -607,6 +701,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
         self.ctx.decision = result['decision']
         self.ctx.to_label = result.get('to_label')
+        if self.ctx.to_label is not None:
+            self.ctx.to_label.label = self._iteration_label('planned')
         decision = self.ctx.decision.get_dict()
         self.report(
             f'iteration {self.ctx.iteration}: {decision["n_audit"]} audit frames, {decision["n_candidates"]} candidates'
@@ -675,24 +771,40 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 **labels,
             )
             self.ctx.train, self.ctx.test = grown['train'], grown['test']
+            for role in ('train', 'test', 'candidates', 'audit'):
+                if role in grown:
+                    grown[role].label = self._iteration_label(role)
 
     def should_refit(self) -> bool:
         """Refit unless the verdict stops the loop (the current potential is then the result)."""
         return not self.ctx.verdict.get_dict()['stop']
 
-    def results(self):
-        """Attach the final potential, its data sets, the learning curve and the stopping verdict."""
+    def _attach_outputs(self) -> None:
+        """Attach what exists so far: the learning curve, the last potential, its data sets, the verdict."""
         nodes = {}
         for index, record in enumerate(self.ctx.records, start=1):
             for name, uuid in record.items():
                 nodes[f'{name}_{index:02d}'] = orm.load_node(uuid)
         curve = learning_curve(metadata={'call_link_label': 'learning_curve'}, **nodes)
         self.out('learning_curve', curve)
-        self.out('potential', self.ctx.potential)
-        self.out('training_set', self.ctx.potential_train)
-        self.out('test_set', self.ctx.test)
-        self.out('metrics', self.ctx.metrics)
-        self.out('stopping', self.ctx.verdict)
+        if 'potential' in self.ctx:
+            self.out('potential', self.ctx.potential)
+            self.out('metrics', self.ctx.metrics)
+            final_train = self.ctx.potential_train
+        else:
+            final_train = self.ctx.get('train')
+        final_test = self.ctx.get('test')
+        for role, node, port in (('train', final_train, 'training_set'), ('test', final_test, 'test_set')):
+            if node is not None:
+                node.description = f'{port} of the run (data set `{node.label}`)'
+                node.label = f'{role}_final'
+                self.out(port, node)
+        if self.ctx.verdict is not None:
+            self.out('stopping', self.ctx.verdict)
+
+    def results(self):
+        """Attach the final potential, its data sets, the learning curve and the stopping verdict."""
+        self._attach_outputs()
         verdict = self.ctx.verdict.get_dict()
         if verdict['criterion'] == 'max_iterations':
             return self.exit_codes.ERROR_MAX_ITERATIONS.format(

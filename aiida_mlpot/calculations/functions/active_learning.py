@@ -140,10 +140,12 @@ def grow_training_set(train: DatasetData, test: DatasetData, **labels) -> dict:
     :param labels: ``planned`` (the ``to_label`` DatasetData, roles in ``info['al_role']``) and ``labelled``
         (the oracle's labels, ``info['label_key']`` naming the planned frame).
     :return: ``train`` and ``test`` (new DatasetData; the added frames keep ``al_role``, ``al_replica`` and
-        ``al_iteration``, the ML predictions are dropped).
+        ``al_iteration``, the ML predictions are dropped), and the added frames alone: ``candidates`` (those
+        that joined the training set) and ``audit`` (those that joined the test set), each only when not empty.
     """
     planned = labels['planned'].to_ase()
     new_train, new_test = train.to_ase(), test.to_ase()
+    added = {'candidates': [], 'audit': []}
     for frame in labels['labelled'].to_ase():
         index = config_index(str(frame.info.get('label_key', '')))
         if index is None or index >= len(planned):
@@ -155,12 +157,18 @@ def grow_training_set(train: DatasetData, test: DatasetData, **labels) -> dict:
         for key in ('ml_energy', 'ml_virial', 'uncertainty', 'flagged'):
             frame.info.pop(key, None)
         frame.arrays.pop('ml_forces', None)
-        (new_test if source.info.get('al_role') == 'audit' else new_train).append(frame)
+        audit = source.info.get('al_role') == 'audit'
+        (new_test if audit else new_train).append(frame)
+        added['audit' if audit else 'candidates'].append(frame)
     # labels of mixed origin (pool frames with per-atom energies, oracle frames without) are allowed
-    return {
+    outputs = {
         'train': DatasetData.from_ase(new_train, allow_partial=True),
         'test': DatasetData.from_ase(new_test, allow_partial=True),
     }
+    for name, frames in added.items():
+        if frames:
+            outputs[name] = DatasetData.from_ase(frames, allow_partial=True)
+    return outputs
 
 
 @calcfunction

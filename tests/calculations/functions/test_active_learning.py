@@ -80,6 +80,9 @@ def test_plan_assess_grow_and_curve():
     grown = grow_training_set(training, test, planned=planned, labelled=labelled)
     assert len(grown['train']) == 2 and len(grown['test']) == 3
     assert all('ml_forces' not in frame.arrays for frame in grown['train'].to_ase())
+    # the iteration's additions alone, by role
+    assert [f.info['al_role'] for f in grown['candidates'].to_ase()] == ['candidate']
+    assert [f.info['al_role'] for f in grown['audit'].to_ase()] == ['audit', 'audit']
 
     curve = learning_curve(
         decision_01=plan['decision'],
@@ -101,3 +104,18 @@ def test_plan_refuses_unknown_spec_key_with_exit_code():
     spec = {'audit_per_replica': 2, 'max_per_iteration': 3, 'min_distance': 0.01, 'typo': 1}
     _, node = plan_iteration.run_get_node(training, orm.Dict(spec))
     assert node.exit_status == 201 and 'typo' in node.exit_message
+
+
+def test_grow_without_candidates_has_no_candidates_output():
+    training = DatasetData.from_ase([_frame(0, 0)])
+    planned = _frame(3, 30)
+    planned.info.update({'al_role': 'audit', 'al_replica': 'T1400', 'al_iteration': 2})
+    labelled = _frame(3, 30)
+    labelled.info['label_key'] = config_key(0)
+    grown = grow_training_set(
+        training,
+        DatasetData.from_ase([_frame(7, 0)]),
+        planned=DatasetData.from_ase([planned]),
+        labelled=DatasetData.from_ase([labelled]),
+    )
+    assert set(grown) == {'train', 'test', 'audit'} and len(grown['train']) == 1 and len(grown['test']) == 2

@@ -4,6 +4,9 @@
 #   1. Debian packages: lammps (lmp), cp2k (cp2k.psmp), time (/usr/bin/time for gap_fit memory peaks),
 #      installed when missing, if we are root or have password-less sudo; otherwise a clear message and
 #      the end-to-end tests that need them are skipped.
+#      With MLPOT_SCALEOUT=1 (the default; 0 skips them) also postgresql, rabbitmq-server, slurm-wlm and munge
+#      for the scale-out tests (tests/scaleout, scripts/services; measured 31 s more for the last three). Their
+#      system services are not used: the tests start private instances on loopback.
 #   2. The virtual environment ($MLPOT_VENV, default ./.venv) with the package and its test extras.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +18,12 @@ missing=()
 command -v lmp >/dev/null 2>&1 || missing+=(lammps)
 command -v cp2k.psmp >/dev/null 2>&1 || missing+=(cp2k)
 [ -x /usr/bin/time ] || missing+=(time)
+if [ "${MLPOT_SCALEOUT:-1}" != 0 ]; then
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+    [ -x /usr/sbin/slurmctld ] || missing+=(slurm-wlm)
+    [ -x /usr/sbin/munged ] || missing+=(munge)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi
     if [ "$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -14,15 +14,33 @@ from ase import Atoms
 from aiida_mlpot.data.extxyz import (
     ATOM_LABELS,
     CONFIG_LABELS,
+    LINEAGE_FIELDS,
     InconsistentDatasetError,
     check_consistency,
+    frame_lineage,
     label_presence,
     normalise_frame,
     read_frames,
     write_frames,
 )
 
-__all__ = ('DatasetData', 'InconsistentDatasetError')
+__all__ = ('DatasetData', 'InconsistentDatasetError', 'lineage_columns', 'lineage_rows')
+
+
+def lineage_columns(rows: list[dict]) -> dict[str, list]:
+    """Return per-configuration lineage dicts as columns ``{field: [value or None, ...]}`` (fields present only)."""
+    fields = [field for field in LINEAGE_FIELDS if any(field in row for row in rows)]
+    return {field: [row.get(field) for row in rows] for field in fields}
+
+
+def lineage_rows(columns: dict[str, list], n_configs: int) -> list[dict]:
+    """Return the lineage columns of :func:`lineage_columns` as one dict per configuration (``None`` left out)."""
+    rows: list[dict] = [{} for _ in range(n_configs)]
+    for field, values in columns.items():
+        for row, value in zip(rows, values):
+            if value is not None:
+                row[field] = value
+    return rows
 
 
 class DatasetData(Data):
@@ -36,6 +54,17 @@ class DatasetData(Data):
     ``n_configs``, ``n_atoms_total``, ``n_atoms_min``/``n_atoms_max``, ``species``, ``properties``
     (labels present in every configuration), ``partial_properties`` (present in some only),
     ``info_keys`` and ``config_types``.
+
+    The attribute ``lineage`` records where every configuration came from, derived from the frames' provenance
+    ``info`` (:func:`aiida_mlpot.data.extxyz.frame_lineage`) when the node is made, so that every calcfunction
+    that carries the info over (selection, labelling, split, growth of a training set) also carries the lineage
+    and it can be queried (and survives an archive round trip) without reading the file. It is stored by
+    column: ``{field: [value of configuration 0, 1, ...]}`` with ``None`` where a configuration lacks the field,
+    only the fields at least one configuration has; the fields (:data:`~aiida_mlpot.data.extxyz.LINEAGE_FIELDS`)
+    are ``md_uuid`` and ``md_step`` (the MD calculation and step), ``oracle_uuid`` (the calculation that
+    labelled it), ``pool_uuid`` and ``pool_index`` (the dataset a selection chose it from, and its index
+    there) and ``iteration`` (the active-learning iteration that chose it). :attr:`lineage` gives one dict
+    per configuration.
     """
 
     filename = 'dataset.xyz'
@@ -79,6 +108,7 @@ class DatasetData(Data):
             'partial_properties': [key for key in labels if 0 < presence.get(key, 0) < n_configs],
             'info_keys': sorted(key for key in presence if key not in labels and key not in ATOM_LABELS),
             'config_types': config_types,
+            'lineage': lineage_columns([frame_lineage(frame.info) for frame in normalised]),
         }
         for key, value in attributes.items():
             self.base.attributes.set(key, value)
@@ -108,6 +138,17 @@ class DatasetData(Data):
     def config_types(self) -> list[str]:
         """Distinct ``config_type`` values."""
         return self.base.attributes.get('config_types', [])
+
+    @property
+    def lineage(self) -> list[dict]:
+        """Per configuration, the lineage fields it has (see the class docstring); ``{}`` where none.
+
+        Nodes stored before the attribute existed have it derived from the frames' info (reads the file).
+        """
+        columns = self.base.attributes.get('lineage', None)
+        if columns is None:
+            return [frame_lineage(frame.info) for frame in self.to_ase()]
+        return lineage_rows(columns, self.n_configs)
 
     def has_property(self, name: str) -> bool:
         """Return whether the label ``name`` is present in every configuration."""

@@ -8,6 +8,18 @@ Label convention of aiida-mlpot on an :class:`ase.Atoms`:
 * ``atoms.arrays['energies']``: per-atom energies, shape (N,) (eV);
 * free-form ``info`` entries (``config_type``, ``source_uuid``, ``step``, ``frame``, ...).
 
+Provenance ``info`` keys written by the plugin's calculations and calcfunctions (the per-configuration lineage,
+see :func:`frame_lineage`):
+
+* ``source_uuid``: the calculation that produced the frame's labels: the MD calculation (LAMMPS sampling or ML
+  MD) for an MD frame, the oracle calculation (CP2K or LAMMPS rerun) for a frame labelled by an oracle;
+* ``label_key``: set on frames labelled by an oracle (the key of the configuration in the labelling);
+* ``parent_source_uuid``: on a frame labelled by an oracle, the MD calculation the configuration came from;
+* ``step``: the MD step of the frame;
+* ``pool_uuid`` and ``pool_index``: the dataset a selection (``select_configurations``) chose the frame from,
+  and its index there;
+* ``al_iteration``: the active-learning iteration that chose the frame for labelling.
+
 Floats are written with :func:`repr` (shortest string that round-trips), so a frame written and read
 back is identical bit for bit. The file can be read by ``gap_fit`` with
 ``energy_parameter_name=energy force_parameter_name=forces virial_parameter_name=virial``.
@@ -16,7 +28,7 @@ back is identical bit for bit. The file can be read by ``gap_fit`` with
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from ase import Atoms
@@ -31,6 +43,53 @@ ATOM_LABELS = {'forces': (3,), 'energies': ()}
 #: Arrays that are part of the structure itself, not labels.
 _STRUCTURE_ARRAYS = ('numbers', 'positions')
 _RESERVED_INFO = ('Lattice', 'Properties', 'pbc')
+
+#: The per-configuration lineage fields that :func:`frame_lineage` derives from a frame's ``info``.
+LINEAGE_FIELDS = {
+    'md_uuid': 'UUID of the MD calculation (LAMMPS sampling or ML-MD CalcJob) whose trajectory the configuration '
+    'is a frame of',
+    'md_step': 'MD step of that frame',
+    'oracle_uuid': 'UUID of the calculation that labelled the configuration (CP2K or LAMMPS rerun CalcJob)',
+    'pool_uuid': 'UUID of the DatasetData a selection chose the configuration from',
+    'pool_index': 'index of the configuration in that DatasetData',
+    'iteration': 'active-learning iteration that chose the configuration for labelling',
+}
+
+
+def is_oracle_labelled(info: Mapping) -> bool:
+    """Return whether a frame's labels come from an oracle (``label_key`` or ``parent_source_uuid`` is set)."""
+    return 'label_key' in info or 'parent_source_uuid' in info
+
+
+def md_source(info: Mapping) -> str | None:
+    """Return the UUID of the MD calculation a frame came from: ``parent_source_uuid`` of an oracle-labelled
+    frame, ``source_uuid`` of any other frame, ``None`` if the frame does not say.
+
+    A labelling calculation or calcfunction records it as ``parent_source_uuid`` of the frames it labels, so a
+    configuration relabelled twice still names its MD run, not the first oracle.
+    """
+    key = 'parent_source_uuid' if is_oracle_labelled(info) else 'source_uuid'
+    value = info.get(key)
+    return None if value is None else str(value)
+
+
+def frame_lineage(info: Mapping) -> dict:
+    """Return the lineage fields (:data:`LINEAGE_FIELDS`) that a frame's ``info`` gives; absent ones are left out."""
+    lineage = {}
+    md_uuid = md_source(info)
+    if md_uuid is not None:
+        lineage['md_uuid'] = md_uuid
+        if info.get('step') is not None:
+            lineage['md_step'] = int(info['step'])
+    if is_oracle_labelled(info) and info.get('source_uuid') is not None:
+        lineage['oracle_uuid'] = str(info['source_uuid'])
+    if info.get('pool_uuid') is not None:
+        lineage['pool_uuid'] = str(info['pool_uuid'])
+        if info.get('pool_index') is not None:
+            lineage['pool_index'] = int(info['pool_index'])
+    if info.get('al_iteration') is not None:
+        lineage['iteration'] = int(info['al_iteration'])
+    return lineage
 
 
 class InconsistentDatasetError(ValueError):

@@ -12,6 +12,7 @@ from ase.calculators.lammps import Prism
 
 from aiida_mlpot.common.units import pressure_bar_to_virial
 from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.data.extxyz import md_source
 from aiida_mlpot.parsers.parse_raw.lammps import (
     parse_columns_file,
     parse_dump,
@@ -247,8 +248,10 @@ class LammpsRerunParser(_LammpsMlpotParser):
             for name, value in original.arrays.items():
                 if name not in (*_LABEL_ARRAYS, 'numbers', 'positions'):
                     atoms.arrays[name] = value
-            if 'source_uuid' in original.info:
-                atoms.info['parent_source_uuid'] = original.info['source_uuid']
+            atoms.info.pop('parent_source_uuid', None)
+            md_uuid = md_source(original.info)  # the MD run, also when `original` was labelled before
+            if md_uuid is not None:
+                atoms.info['parent_source_uuid'] = md_uuid
             virial_lammps = pressure_bar_to_virial(
                 virial_pressure_tensor(table, row), float(table['vol'][row])
             )

@@ -12,6 +12,7 @@ from aiida_mlpot.analysis.outliers import DEFAULT_GUARD, find_outliers
 from aiida_mlpot.calculations.functions.exit_codes import calcfunction_exit
 from aiida_mlpot.common.keys import config_index, config_key
 from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.data.extxyz import md_source
 from aiida_mlpot.inputs import cp2k as cp2k_inputs
 
 __all__ = ('EXIT_CODES', 'collect_labels', 'cp2k_data_files', 'dataset_to_structures')
@@ -72,10 +73,15 @@ def cp2k_data_files(settings: orm.Dict, elements: orm.List) -> dict:
 
 
 def _frame_info(atoms) -> dict:
-    """Return the free-form info of a source frame to carry over (its ``source_uuid`` as ``parent_source_uuid``)."""
-    info = {name: value for name, value in atoms.info.items() if name not in _LABEL_KEYS}
-    if 'source_uuid' in atoms.info:
-        info['parent_source_uuid'] = atoms.info['source_uuid']
+    """Return the free-form info of a source frame to carry over, with the MD calculation it came from as
+    ``parent_source_uuid`` (its ``source_uuid``, or its own ``parent_source_uuid`` if an oracle labelled it
+    before: :func:`aiida_mlpot.data.extxyz.md_source`)."""
+    info = {
+        name: value for name, value in atoms.info.items() if name not in (*_LABEL_KEYS, 'parent_source_uuid')
+    }
+    md_uuid = md_source(atoms.info)
+    if md_uuid is not None:
+        info['parent_source_uuid'] = md_uuid
     return info
 
 
@@ -90,7 +96,10 @@ def collect_labels(guard: orm.Dict, report: orm.Dict, **kwargs) -> dict:
         the classical oracle, frames with ``info['label_key']``) and ``source`` (the DatasetData the structures
         were split from by :func:`dataset_to_structures`, e.g. the ``selected`` output of a selection: the
         free-form info of frame ``config_index(key)``, such as ``config_type`` and ``pool_index``, is carried
-        over, its ``source_uuid`` as ``parent_source_uuid``). Without ``source`` no info is carried over.
+        over, the MD calculation it came from as ``parent_source_uuid``). Without ``source`` no info is carried
+        over. The labelled frames record the calculation that labelled them in ``source_uuid``, which with
+        ``parent_source_uuid``, ``step``, ``pool_uuid``/``pool_index`` and ``al_iteration`` is the
+        per-configuration lineage of the ``labelled`` dataset (attribute ``lineage``).
     :return: ``labelled`` (DatasetData, sorted keys; absent if nothing was labelled), ``excluded`` (Dict
         key -> reason) and ``counts`` (Dict).
     """

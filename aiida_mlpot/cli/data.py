@@ -10,11 +10,15 @@ from aiida.cmdline.params import arguments
 from aiida.cmdline.utils import decorators, echo
 
 
-def _list_nodes(cls, columns: list[str], past_days: int | None, limit: int | None) -> None:
+def _list_nodes(
+    cls, columns: list[str], past_days: int | None, limit: int | None, label: str | None = None, creator=False
+) -> None:
     from aiida.orm import QueryBuilder
     from tabulate import tabulate
 
     filters = {}
+    if label:
+        filters['label'] = {'like': label}
     if past_days:
         import datetime
 
@@ -26,11 +30,32 @@ def _list_nodes(cls, columns: list[str], past_days: int | None, limit: int | Non
     if limit:
         builder.limit(limit)
     rows = []
-    for pk, ctime, label, attributes in builder.all():
+    found = builder.all()
+    creators = _creators(cls, [row[0] for row in found]) if creator else {}
+    for pk, ctime, node_label, attributes in found:
         rows.append(
-            [pk, ctime.strftime('%Y-%m-%d %H:%M'), label, *[_short(attributes.get(c)) for c in columns]]
+            [pk, ctime.strftime('%Y-%m-%d %H:%M'), node_label, *[_short(attributes.get(c)) for c in columns]]
+            + ([creators.get(pk, '')] if creator else [])
         )
-    echo.echo(tabulate(rows, headers=['PK', 'Created', 'Label', *columns]))
+    echo.echo(
+        tabulate(rows, headers=['PK', 'Created', 'Label', *columns] + (['Created by'] if creator else []))
+    )
+
+
+def _creators(cls, pks: list[int]) -> dict[int, str]:
+    """Return ``{pk: 'process_label<pk>'}`` of the calculation that created each node (absent: none)."""
+    from aiida.orm import CalculationNode, QueryBuilder
+
+    if not pks:
+        return {}
+    builder = QueryBuilder().append(cls, filters={'id': {'in': pks}}, project=['id'], tag='data')
+    builder.append(
+        CalculationNode,
+        with_outgoing='data',
+        edge_filters={'type': 'create'},
+        project=['id', 'attributes.process_label'],
+    )
+    return {pk: f'{label}<{creator}>' for pk, creator, label in builder.all()}
 
 
 def _short(value) -> str:
@@ -53,13 +78,22 @@ def dataset():
 @dataset.command('list')
 @click.option('-p', '--past-days', type=int, default=None, help='Only nodes created in the past N days.')
 @click.option('-l', '--limit', type=int, default=None, help='At most this many nodes.')
+@click.option(
+    '-L', '--label', default=None, help="Only datasets whose label matches (SQL LIKE: 'audit%', 'train')."
+)
 @decorators.with_dbenv()
-def dataset_list(past_days, limit):
-    """List the stored datasets."""
+def dataset_list(past_days, limit, label):
+    """List the stored datasets: label (the role the loop gave it: pool, selected, train, test, audit_NN...),
+    size, species, labels, and the calculation that created it."""
     from aiida_mlpot.data.dataset import DatasetData
 
     _list_nodes(
-        DatasetData, ['n_configs', 'n_atoms_total', 'species', 'properties', 'config_types'], past_days, limit
+        DatasetData,
+        ['n_configs', 'n_atoms_total', 'species', 'properties', 'config_types'],
+        past_days,
+        limit,
+        label=label,
+        creator=True,
     )
 
 
@@ -137,8 +171,23 @@ def gap_potential_show(datum):
 @decorators.with_dbenv()
 def gap_potential_export(datum, folder, type_order):
     """Write the XML, its sparseX files and a `pair_style quip` snippet (lammps_pair.in) to FOLDER."""
-    order = type_order.split(',') if type_order else None
-    xml_path = datum.export(folder, type_order=order)
-    echo.echo_success(
-        f'wrote {len(datum.filenames)} files and lammps_pair.in to {folder} (XML: {xml_path.name})'
-    )
+    try:
+        message = write_potential(datum, folder, type_order)
+    except ValueError as exception:
+        raise click.BadParameter(str(exception), param_hint='--type-order') from exception
+    echo.echo_success(message)
+
+
+def write_potential(potential, folder: pathlib.Path, type_order: str | None = None) -> str:
+    """Write the XML of ``potential``, its sparseX files and ``lammps_pair.in`` to ``folder``; return a summary.
+
+    :param type_order: elements of the LAMMPS atom types, comma-separated (default: alphabetical, the order of
+        the data files aiida-mlpot writes); the snippet names each type in a comment.
+    :raises ValueError: if ``type_order`` names an element the potential does not know.
+    """
+    order = [symbol.strip() for symbol in type_order.split(',')] if type_order else None
+    if order is not None:
+        potential.lammps_pair_lines(type_order=order)  # refuses an unknown element before writing anything
+    xml_path = potential.export(folder, type_order=order)
+    types = potential.lammps_pair_lines(type_order=order)[0].lstrip('# ')
+    return f'wrote {len(potential.filenames)} files and lammps_pair.in to {folder} (XML: {xml_path.name}; {types})'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from aiida_mlpot import __version__
+from aiida_mlpot.cli.active_learning import export_command, launch, report_command, status_command
 from aiida_mlpot.cli.lineage import lineage_command
 
 
@@ -55,6 +56,8 @@ def setup_command(profile, computer, workdir, email, lmp, cp2k, gap_fit, python)
     )
 
 
+for command in (launch, status_command, report_command, export_command):
+    cli.add_command(command)
 cli.add_command(lineage_command)
 
 if __name__ == '__main__':

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from ase import Atoms
 
+from aiida_mlpot.descriptors.rematch import rematch_kernel
 from aiida_mlpot.descriptors.soap import atomic_soap, is_periodic, make_soap, species_of, unit_features
 
 __all__ = (
@@ -44,43 +45,6 @@ MAX_DISTANCE = float(np.sqrt(2.0))
 def kernel_distance(kernel: np.ndarray) -> np.ndarray:
     """Return the kernel distance d = sqrt(2 - 2k) of normalised kernel values (clipped at 0)."""
     return np.sqrt(np.clip(2.0 - 2.0 * np.asarray(kernel, dtype=float), 0.0, None))
-
-
-def rematch_kernel(
-    features_a: Sequence[np.ndarray],
-    features_b: Sequence[np.ndarray] | None = None,
-    alpha: float = 0.1,
-    threshold: float = 1e-6,
-) -> np.ndarray:
-    """Return the normalised REMatch kernel matrix between two lists of per-atom (unit) feature arrays.
-
-    Equals dscribe's ``REMatchKernel(alpha, threshold, metric='linear').create(features_a, features_b)``
-    (linear local kernels, entropy-regularised best match by Sinkhorn iterations, normalised as
-    k(A, B) / sqrt(k(A, A) k(B, B))), and uses its :meth:`REMatchKernel.get_global_similarity` for every
-    pair; the local kernels of one row are one matrix product instead of one scikit-learn call per pair.
-    """
-    # imported here, not at module level: dscribe.kernels pulls in scikit-learn (seconds)
-    from dscribe.kernels import REMatchKernel
-    from threadpoolctl import threadpool_limits
-
-    kernel = REMatchKernel(alpha=alpha, threshold=threshold, metric='linear', normalize_kernel=False)
-    a = [np.asarray(x, dtype=float) for x in features_a]
-    b = a if features_b is None else [np.asarray(x, dtype=float) for x in features_b]
-    sizes_b = np.array([len(x) for x in b])
-    groups = {int(size): np.flatnonzero(sizes_b == size) for size in np.unique(sizes_b)}
-    # One contiguous (n_configs * size, n_features) matrix per size: the local kernels are one BLAS product.
-    stacks = {size: np.concatenate([b[j] for j in members]) for size, members in groups.items()}
-    result = np.empty((len(a), len(b)))
-    with threadpool_limits(limits=1, user_api='blas'):  # small products: threads only add contention
-        self_a = np.array([kernel.get_global_similarity(x @ x.T) for x in a])
-        self_b = (
-            self_a if features_b is None else np.array([kernel.get_global_similarity(x @ x.T) for x in b])
-        )
-        for i, x in enumerate(a):
-            for size, members in groups.items():
-                local = (x @ stacks[size].T).reshape(len(x), len(members), size).transpose(1, 0, 2)
-                result[i, members] = [kernel.get_global_similarity(c) for c in local]
-    return result / np.sqrt(np.outer(self_a, self_b))
 
 
 def rematch_novelty(

@@ -5,7 +5,8 @@ Two kinds of checks:
 * ``unstable``: the simulation is broken (non-finite energy or forces, two atoms closer than a minimum
   distance, a temperature beyond a multiple of the target, a volume beyond a factor of the start);
 * ``extrapolation``: the frame lies too far from the training data of the potential (GAP predictive
-  standard deviation of the local energies, or SOAP novelty against the training environments).
+  standard deviation of the local energies, SOAP novelty against the training environments, or the REMatch
+  similarity of the whole frame to the training configurations).
 
 :func:`assess_frame` applies them to one frame the way every engine of the ML-MD driver needs it (no AiiDA
 import). A check reads what it needs from ``atoms`` and its attached calculator and never triggers a new
@@ -25,7 +26,8 @@ from ase import Atoms
 
 from aiida_mlpot.analysis.geometry import min_distance, too_close
 from aiida_mlpot.common.units import KB_EV_PER_K
-from aiida_mlpot.descriptors.novelty import MAX_DISTANCE, ReferenceEnvironments
+from aiida_mlpot.descriptors.novelty import MAX_DISTANCE, ReferenceEnvironments, kernel_distance
+from aiida_mlpot.descriptors.rematch import RematchReferences, similarity_of_distance
 
 __all__ = (
     'GAP_VARIANCE_CALC_ARGS',
@@ -34,6 +36,7 @@ __all__ = (
     'FrameAssessment',
     'GapVarianceCheck',
     'MinDistanceCheck',
+    'RematchCheck',
     'SoapNoveltyCheck',
     'TemperatureCheck',
     'VolumeCheck',
@@ -161,8 +164,10 @@ class ExtrapolationCheck(Check):
 
     def __init__(self, threshold: float | None = None):
         self.threshold = threshold
-        #: seconds spent scoring frames in :meth:`check`
+        #: seconds (wall, CPU) spent scoring frames in :meth:`check`, and the number of frames scored
         self.time_s = 0.0
+        self.cpu_time_s = 0.0
+        self.n_checks = 0
 
     def per_atom(self, atoms: Atoms) -> np.ndarray:
         raise NotImplementedError
@@ -173,12 +178,27 @@ class ExtrapolationCheck(Check):
         return float(np.max(values)) if len(values) else 0.0
 
     def check(self, atoms: Atoms) -> CheckResult:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         value = self.score(atoms)
         self.time_s += time.perf_counter() - start
+        self.cpu_time_s += time.process_time() - cpu_start
+        self.n_checks += 1
         triggered = self.threshold is not None and (not np.isfinite(value) or value > self.threshold)
-        message = f'{self.name} score {value:.4g} above threshold {self.threshold:.4g}' if triggered else ''
+        message = self.message(value) if triggered else ''
         return CheckResult(self.name, self.kind, bool(triggered), value, self.threshold, message)
+
+    def message(self, value: float) -> str:
+        """Return the message of a triggered check with score ``value``."""
+        return f'{self.name} score {value:.4g} above threshold {self.threshold:.4g}'
+
+    def summary(self) -> dict:
+        """Return what the run summary reports of the measure: its cost per scored frame (ms)."""
+        n_checks = max(self.n_checks, 1)
+        return {
+            'n_score_evaluations': self.n_checks,
+            'time_per_check_ms': 1e3 * self.time_s / n_checks if self.n_checks else None,
+            'cpu_time_per_check_ms': 1e3 * self.cpu_time_s / n_checks if self.n_checks else None,
+        }
 
 
 class GapVarianceCheck(ExtrapolationCheck):
@@ -265,6 +285,79 @@ class SoapNoveltyCheck(ExtrapolationCheck):
     def training_scores(self) -> np.ndarray:
         """Return the score of each training frame against the environments of the OTHER frames."""
         return self.reference.leave_one_out()
+
+
+class RematchCheck(ExtrapolationCheck):
+    """REMatch similarity of the whole frame to the training configurations (or an FPS subset of them).
+
+    The frame's per-atom SOAP vectors are matched with those of each reference configuration by the
+    entropy-regularised best match (:mod:`aiida_mlpot.descriptors.rematch`, dscribe's Sinkhorn solve); the
+    frame is new when even its closest reference is not similar enough. The score is the REMatch distance
+    d = sqrt(2 - 2 k_max) to the closest reference (0 for a training frame, larger for newer frames, like the
+    other measures); the threshold on it is a critical similarity k_c = 1 - threshold^2 / 2: the check
+    triggers when k_max < k_c. A frame with a species the training frames lack has k_max = 0.
+
+    :param training_frames: the training configurations of the potential.
+    :param max_references: compare with at most this many training frames, chosen by farthest-point sampling
+        in the REMatch distance; None: all.
+    :param alpha: entropic regularisation of the match.
+    :param soap: SOAP settings merged over :data:`~aiida_mlpot.descriptors.soap.DEFAULT_SOAP`.
+    :param seed: first farthest-point pick.
+    :param species: species the MD frames may hold besides those of the training frames.
+    """
+
+    name = 'rematch'
+
+    def __init__(
+        self,
+        training_frames: Sequence[Atoms],
+        threshold: float | None = None,
+        max_references: int | None = None,
+        alpha: float = 0.1,
+        soap: dict | None = None,
+        seed: int = 0,
+        species: Sequence[str] = (),
+    ):
+        super().__init__(threshold)
+        if not training_frames:
+            raise ValueError('the REMatch trigger needs at least one training frame')
+        self.reference = RematchReferences(
+            training_frames, soap, species, max_references=max_references, alpha=alpha, seed=seed
+        )
+
+    @property
+    def critical_similarity(self) -> float | None:
+        """The similarity below which the check triggers (None without a threshold)."""
+        return None if self.threshold is None else similarity_of_distance(self.threshold)
+
+    def score(self, atoms: Atoms) -> float:
+        """Return the REMatch distance of ``atoms`` to its closest reference configuration."""
+        return float(kernel_distance(self.reference.similarity(atoms)))
+
+    def per_atom(self, atoms: Atoms) -> np.ndarray:
+        """The REMatch score belongs to the whole frame: one value."""
+        return np.array([self.score(atoms)])
+
+    def message(self, value: float) -> str:
+        similarity = similarity_of_distance(value) if np.isfinite(value) else value
+        return f'REMatch similarity {similarity:.5f} below the critical {self.critical_similarity:.5f}'
+
+    def training_scores(self) -> np.ndarray:
+        """Return each training frame's distance to the closest reference other than itself (leave one out)."""
+        return kernel_distance(self.reference.leave_one_out())
+
+    def summary(self) -> dict:
+        """Return the cost per check and the reference set: its size, how it was chosen, the critical k."""
+        reference = self.reference
+        return {
+            **super().summary(),
+            'critical_similarity': self.critical_similarity,
+            'n_references': reference.n_references,
+            'n_training_frames': reference.n_training,
+            'reference_selection': reference.selection,
+            'rematch_alpha': reference.alpha,
+            'rematch_setup_time_s': reference.setup_time_s,
+        }
 
 
 def gap_variance_training_scores(frames: Sequence[Atoms], calculator) -> np.ndarray:

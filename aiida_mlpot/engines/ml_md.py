@@ -43,11 +43,13 @@ import numpy as np
 from ase import Atoms
 
 from aiida_mlpot.common.units import stress_to_virial
+from aiida_mlpot.descriptors.novelty import kernel_distance
 from aiida_mlpot.engines.ase_md import AseEngine
 from aiida_mlpot.engines.checks import (
     CheckResult,
     ExtrapolationCheck,
     GapVarianceCheck,
+    RematchCheck,
     SoapNoveltyCheck,
     assess_frame,
     gap_variance_training_scores,
@@ -215,22 +217,26 @@ def extrapolation_check(
 ) -> tuple[ExtrapolationCheck | None, dict]:
     """Return the extrapolation measure of ``parameters`` with its threshold set, and the threshold info.
 
-    :param training: the training frames (needed for ``soap_novelty`` and for a relative threshold without
-        ``reference_score``).
+    :param training: the training frames (needed for ``soap_novelty`` and ``rematch``, and for a relative
+        threshold without ``reference_score``).
     :param calculator: the quippy calculator (scores the training frames; scores the MD frames if ``evaluate``).
     :param evaluate: the engine's frames carry no GAP variance: the measure evaluates them itself.
     :param species: species of the MD frames (for the SOAP descriptor).
     :return: (check or None for method ``none``, ``{'threshold', 'reference_score', 'reference_computed'}``).
+
+    ``rematch``: the threshold is on the REMatch distance d = sqrt(2 - 2k) to the closest reference; a
+    ``critical_similarity`` k_c sets it to sqrt(2 - 2 k_c), a relative threshold to k x the ``percentile`` of
+    the training frames' leave-one-out distances.
     """
     extrapolation = parameters['extrapolation']
     method = extrapolation['method']
     if method == 'none':
         return None, {'threshold': None, 'reference_score': None, 'reference_computed': False}
+    if method in ('soap_novelty', 'rematch') and not training:
+        raise ValueError(f'`{method}` needs the training frames (`training` file)')
+    soap = dict(extrapolation['soap'])
+    max_environments = soap.pop('max_environments')
     if method == 'soap_novelty':
-        if training is None:
-            raise ValueError('`soap_novelty` needs the training frames (`training` file)')
-        soap = dict(extrapolation['soap'])
-        max_environments = soap.pop('max_environments')
         check = SoapNoveltyCheck(
             training,
             soap=soap,
@@ -238,14 +244,25 @@ def extrapolation_check(
             seed=parameters['md']['seed'],
             species=species,
         )
+    elif method == 'rematch':
+        check = RematchCheck(
+            training,
+            max_references=extrapolation['max_references'],
+            alpha=extrapolation['rematch_alpha'],
+            soap=soap,
+            seed=parameters['md']['seed'],
+            species=species,
+        )
     else:
         check = GapVarianceCheck(calculator=calculator if evaluate else None)
     threshold, reference, computed = extrapolation['threshold'], extrapolation['reference_score'], False
+    if extrapolation.get('critical_similarity') is not None:
+        threshold = float(kernel_distance(extrapolation['critical_similarity']))
     if extrapolation['relative_threshold'] is not None:
         if reference is None:
             if training is None:
                 raise ValueError('a relative threshold needs the training frames or a `reference_score`')
-            if method == 'soap_novelty':
+            if method in ('soap_novelty', 'rematch'):
                 scores = check.training_scores()
             else:
                 scores = gap_variance_training_scores(training, calculator)
@@ -514,6 +531,7 @@ def summarise(
         'loop_time_s': loop_time,
         'md_time_s': engine.md_time_s,
         'scoring_time_s': measure.time_s if measure is not None else 0.0,
+        **(measure.summary() if measure is not None else {}),
         'loop_cpu_time_s': loop_cpu_time,
         'extrapolation_method': extrapolation['method'],
         **threshold_info,

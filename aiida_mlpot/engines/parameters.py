@@ -13,7 +13,13 @@ import numpy as np
 
 from aiida_mlpot.descriptors.soap import DEFAULT_SOAP
 
-__all__ = ('DEFAULTS', 'needs_training', 'normalise_parameters')
+__all__ = ('DEFAULTS', 'REMATCH_RELATIVE_THRESHOLD', 'needs_training', 'normalise_parameters')
+
+#: ``rematch`` without ``critical_similarity`` or ``relative_threshold``: the relative threshold used, i.e. the
+#: trigger distance is this many times the ``percentile`` of the training frames' leave-one-out REMatch
+#: distances (docs/ml_md.md, "The REMatch trigger": on 64-atom NaCl melts, 2 leaves every held-out 1400 K frame
+#: and 1100 K frame untriggered and catches a cell compressed to 0.8 of its volume).
+REMATCH_RELATIVE_THRESHOLD = 2.0
 
 #: Default parameters; the input's sections are merged over these.
 DEFAULTS: dict = {
@@ -35,14 +41,22 @@ DEFAULTS: dict = {
         'velocities': 'auto',  # auto: momenta of the structure if present, else Maxwell-Boltzmann | maxwell
     },
     'extrapolation': {
-        'method': 'gap_variance',  # gap_variance | soap_novelty | none
+        'method': 'gap_variance',  # gap_variance | soap_novelty | rematch | none
         'check_interval': 10,
         'threshold': None,  # absolute threshold on the frame score (eV for gap_variance)
         'relative_threshold': None,  # k: threshold = k x percentile of the training frames' scores
         'percentile': 99.0,
         'reference_score': None,  # precomputed percentile of the training scores (skips the computation)
         'n_flagged': 3,  # frames kept as candidates on a trigger (the triggering one included)
-        'soap': {**DEFAULT_SOAP, 'max_environments': 20000},  # soap_novelty: descriptor of descriptors.soap
+        'soap': {
+            **DEFAULT_SOAP,
+            'max_environments': 20000,
+        },  # soap_novelty, rematch: descriptor of descriptors.soap
+        # rematch: trigger when the largest REMatch similarity to a reference is below this (0 < k < 1);
+        # None: calibrated, see REMATCH_RELATIVE_THRESHOLD
+        'critical_similarity': None,
+        'max_references': 50,  # rematch: compare with an FPS subset of this many training frames; None: all
+        'rematch_alpha': 0.1,  # rematch: entropic regularisation of the match (dscribe REMatchKernel alpha)
     },
     'stability': {
         'min_distance': 1.0,  # Å; None disables
@@ -62,7 +76,7 @@ _CHOICES = {
     ('md', 'thermostat'): ('langevin', 'bussi'),
     ('md', 'barostat'): ('mtk', 'berendsen'),
     ('md', 'velocities'): ('auto', 'maxwell'),
-    ('extrapolation', 'method'): ('gap_variance', 'soap_novelty', 'none'),
+    ('extrapolation', 'method'): ('gap_variance', 'soap_novelty', 'rematch', 'none'),
 }
 _POSITIVE_INT = {
     ('md', 'n_steps'),
@@ -80,7 +94,9 @@ _POSITIVE = {
     ('md', 'taup_fs'),
     ('md', 'compressibility_per_bar'),
     ('extrapolation', 'percentile'),
+    ('extrapolation', 'rematch_alpha'),
 }
+_OPTIONAL_POSITIVE_INT = {('extrapolation', 'max_references')}
 _OPTIONAL_POSITIVE = {
     ('extrapolation', 'threshold'),
     ('extrapolation', 'relative_threshold'),
@@ -124,6 +140,10 @@ def normalise_parameters(parameters: dict | None) -> dict:
         value = result[section][key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f'`{section}.{key}` must be a positive integer, got {value!r}')
+    for section, key in _OPTIONAL_POSITIVE_INT:
+        value = result[section][key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f'`{section}.{key}` must be a positive integer or None, got {value!r}')
     for section, key in _POSITIVE | _OPTIONAL_POSITIVE:
         value = result[section][key]
         if value is None and (section, key) in _OPTIONAL_POSITIVE:
@@ -143,15 +163,43 @@ def normalise_parameters(parameters: dict | None) -> dict:
         extrapolation['threshold'] is not None or extrapolation['relative_threshold'] is not None
     ):
         raise ValueError('a threshold was given but `extrapolation.method` is `none`')
+    _check_rematch(extrapolation)
     command = result['lammps']['command']
     if command is not None and (not isinstance(command, str) or not command.strip()):
         raise ValueError('`lammps.command` must be a non-empty string or None')
     return result
 
 
+def _check_rematch(extrapolation: dict) -> None:
+    """Check the ``rematch`` settings of the (merged) ``extrapolation`` section; fill its default threshold."""
+    critical = extrapolation['critical_similarity']
+    if critical is not None:
+        if extrapolation['method'] != 'rematch':
+            raise ValueError(
+                '`extrapolation.critical_similarity` is only used with `extrapolation.method = rematch`'
+            )
+        if not _is_number(critical) or not 0.0 < critical < 1.0:
+            raise ValueError(
+                f'`extrapolation.critical_similarity` must be a number in (0, 1), got {critical!r}'
+            )
+        if extrapolation['relative_threshold'] is not None:
+            raise ValueError(
+                'give either `extrapolation.critical_similarity` or `extrapolation.relative_threshold`, not both'
+            )
+    if extrapolation['method'] != 'rematch':
+        return
+    if extrapolation['threshold'] is not None:
+        raise ValueError(
+            '`rematch` triggers on a similarity: give `extrapolation.critical_similarity` (or '
+            '`relative_threshold`), not `extrapolation.threshold`'
+        )
+    if critical is None and extrapolation['relative_threshold'] is None:
+        extrapolation['relative_threshold'] = REMATCH_RELATIVE_THRESHOLD
+
+
 def needs_training(parameters: dict) -> bool:
     """Return whether a run with these (normalised) parameters needs the training frames."""
     extrapolation = parameters['extrapolation']
-    if extrapolation['method'] == 'soap_novelty':
+    if extrapolation['method'] in ('soap_novelty', 'rematch'):
         return True
     return extrapolation['relative_threshold'] is not None and extrapolation['reference_score'] is None

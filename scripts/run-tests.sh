@@ -8,4 +8,10 @@ VENV=${MLPOT_VENV:-$ROOT/.venv}
 cd "$ROOT"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
-exec "$VENV/bin/python" -m pytest "$@"
+# Two workers (the CI machine has 2 cores; the end-to-end tests mostly run one single-threaded binary each);
+# each test file stays on one worker, so module-scoped fixtures (e.g. one real loop run) are built once.
+WORKERS=${MLPOT_TEST_WORKERS:-2}
+if [ "$WORKERS" -gt 1 ]; then
+    exec "$VENV/bin/python" -m pytest -n "$WORKERS" --dist loadfile --durations=25 "$@"
+fi
+exec "$VENV/bin/python" -m pytest --durations=25 "$@"

@@ -11,8 +11,9 @@ append ``start|end <epoch seconds> <working directory>`` to a log file. The comp
 the last lines of every job script (aiida-core puts them around the code's, the calculation's and the options'
 texts), so an interval is the job script's own run time (the code, plus a ``ulimit`` or an ``echo $?``), and
 everything AiiDA does before (upload, submission, waiting for the poll) and after (poll, retrieval, parsing,
-storing) is outside it. Intervals are matched to the CalcJob nodes by their remote working directory. Node
-ctime/mtime are only used to say WHERE the rest of the time goes, never to time the codes.
+storing) is outside it. The append text also records bash's ``times`` for the script's children (the code's
+CPU time). Intervals are matched to the CalcJob nodes by their remote working directory. Node ctime/mtime are
+only used to say WHERE the rest of the time goes, never to time the codes.
 
 Printed: per code (CalcJob class), the number of jobs and their summed wall time; the loop's wall time; two
 ratios:
@@ -20,7 +21,9 @@ ratios:
 * ``loop / Σ code wall`` (the issue's definition; concurrent jobs, e.g. the two ML-MD replicas on 2 cores, make
   Σ larger than the time they occupy, so this ratio can be below 1);
 * ``loop / busy`` where ``busy`` is the time during which at least one code was running (the union of the
-  intervals): ``loop - busy`` is the time when only AiiDA was working (the orchestration overhead proper).
+  intervals): ``loop - busy`` is the time when only AiiDA was working (the orchestration overhead proper);
+* on a loaded machine wall times mostly measure the queue for the cores, so also the CPU ratio
+  ``(CPU of this AiiDA process + CPU of the codes) / CPU of the codes``.
 
 Then where the idle time goes: before the first job, per CalcJob the time from its creation to the start of its
 script and from the end of its script to its termination, the calcfunctions by name, and the largest gaps.
@@ -60,18 +63,36 @@ def prepare_profile(folder: pathlib.Path, log: pathlib.Path) -> dict:
 
     computer = orm.load_computer(result['computer'])
     computer.set_prepend_text(f'echo "start $(date +%s.%N) $PWD" >> {log}')
-    computer.set_append_text(f'echo "end $(date +%s.%N) $PWD" >> {log}')
+    # `times` (the script's children: the code) must run in the script's own shell, not in a $(...) subshell
+    computer.set_append_text(
+        f'echo "end $(date +%s.%N) $PWD" >> {log}\n'
+        f'times > .bench_times && echo "cpu $(tail -n 1 .bench_times | tr \' \' ,) $PWD" >> {log}'
+    )
     labels = {'lammps': 'lmp', 'gap_fit': 'gap_fit', 'python': 'python'}
     return {key: orm.load_code(f'{label}@{computer.label}') for key, label in labels.items()}
 
 
-def read_intervals(log: pathlib.Path) -> dict[str, tuple[float, float]]:
-    """Return ``{working directory: (start, end)}`` (epoch seconds) from the timing log."""
-    starts, ends = {}, {}
+def _seconds(text: str) -> float:
+    """Return the seconds of a bash ``times`` figure such as ``1m2.345s``."""
+    minutes, seconds = text.rstrip('s').split('m')
+    return 60.0 * float(minutes) + float(seconds)
+
+
+def read_intervals(log: pathlib.Path) -> dict[str, tuple[float, float, float]]:
+    """Return ``{working directory: (start, end, cpu seconds of the code)}`` from the timing log."""
+    starts, ends, cpus = {}, {}, {}
     for line in log.read_text().splitlines():
-        kind, stamp, folder = line.split(' ', 2)
-        (starts if kind == 'start' else ends)[folder.rstrip('/')] = float(stamp)
-    return {folder: (starts[folder], ends[folder]) for folder in starts if folder in ends}
+        kind, value, folder = line.split(' ', 2)
+        folder = folder.rstrip('/')
+        if kind == 'cpu':
+            cpus[folder] = sum(_seconds(x) for x in value.split(','))
+        else:
+            (starts if kind == 'start' else ends)[folder] = float(value)
+    return {
+        folder: (starts[folder], ends[folder], cpus.get(folder, float('nan')))
+        for folder in starts
+        if folder in ends
+    }
 
 
 def union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -101,7 +122,7 @@ def analyse(node, intervals: dict[str, tuple[float, float]], t0: float, t1: floa
             if workdir not in intervals:
                 print(f'  WARNING: no timing for {child.process_label}<{child.pk}> ({workdir})')
                 continue
-            start, end = intervals[workdir]
+            start, end, cpu = intervals[workdir]
             code = child.inputs.code.label if 'code' in child.inputs else '?'
             jobs.append(
                 {
@@ -111,6 +132,7 @@ def analyse(node, intervals: dict[str, tuple[float, float]], t0: float, t1: floa
                     'created': child.ctime.timestamp(),
                     'start': start,
                     'end': end,
+                    'cpu': cpu,
                     'finished': child.mtime.timestamp(),
                     'caller': child.caller.process_label if child.caller else '',
                 }
@@ -126,11 +148,12 @@ def analyse(node, intervals: dict[str, tuple[float, float]], t0: float, t1: floa
             )
     busy = union([(job['start'], job['end']) for job in jobs])
     busy_s = sum(b - a for a, b in busy)
-    per_code = collections.defaultdict(lambda: {'n': 0, 'wall_s': 0.0})
+    per_code = collections.defaultdict(lambda: {'n': 0, 'wall_s': 0.0, 'cpu_s': 0.0})
     for job in jobs:
         key = f'{job["label"]} ({job["code"]})'
         per_code[key]['n'] += 1
         per_code[key]['wall_s'] += job['end'] - job['start']
+        per_code[key]['cpu_s'] += job['cpu']
     per_function = collections.defaultdict(lambda: {'n': 0, 'wall_s': 0.0})
     for function in functions:
         per_function[function['label']]['n'] += 1
@@ -144,6 +167,7 @@ def analyse(node, intervals: dict[str, tuple[float, float]], t0: float, t1: floa
         'busy': busy,
         'busy_s': busy_s,
         'sum_s': sum(job['end'] - job['start'] for job in jobs),
+        'cpu_s': sum(job['cpu'] for job in jobs),
         'per_code': dict(per_code),
         'per_function': dict(per_function),
         'gaps': gaps,
@@ -167,13 +191,13 @@ def describe_gap(gap: tuple[float, float], figures: dict) -> str:
     return '; '.join(parts) or 'work chain steps (no calcfunction or CalcJob in flight)'
 
 
-def report(figures: dict, loop_s: float, t0: float) -> None:
+def report(figures: dict, loop_s: float, t0: float, aiida_cpu_s: float) -> None:
     """Print the per-code breakdown, the ratios and where the overhead goes."""
-    print('\n== external codes (job script wall time, from the timing log)')
-    print(f'{"calculation (code)":<42} {"jobs":>5} {"wall s":>9}')
+    print('\n== external codes (job script wall time from the timing log; CPU time of the code from `times`)')
+    print(f'{"calculation (code)":<42} {"jobs":>5} {"wall s":>9} {"CPU s":>9}')
     for key, item in sorted(figures['per_code'].items(), key=lambda kv: -kv[1]['wall_s']):
-        print(f'{key:<42} {item["n"]:>5} {item["wall_s"]:>9.1f}')
-    print(f'{"Σ":<42} {len(figures["jobs"]):>5} {figures["sum_s"]:>9.1f}')
+        print(f'{key:<42} {item["n"]:>5} {item["wall_s"]:>9.1f} {item["cpu_s"]:>9.1f}')
+    print(f'{"Σ":<42} {len(figures["jobs"]):>5} {figures["sum_s"]:>9.1f} {figures["cpu_s"]:>9.1f}')
     busy = figures['busy_s']
     print(f'\nloop wall time (run_get_node, in process)      {loop_s:9.1f} s')
     print(f'Σ code wall time                              {figures["sum_s"]:9.1f} s')
@@ -181,6 +205,11 @@ def report(figures: dict, loop_s: float, t0: float) -> None:
     print(f'idle time (only AiiDA working)                {loop_s - busy:9.1f} s')
     print(f'overhead ratio loop / Σ code wall             {loop_s / figures["sum_s"]:9.3f}   (goal ≤ 1.10)')
     print(f'overhead ratio loop / busy                    {loop_s / busy:9.3f}   (goal ≤ 1.10)')
+    cpu = figures['cpu_s']
+    print(f'CPU: AiiDA process {aiida_cpu_s:.1f} s (engine, storage, calcfunctions), codes {cpu:.1f} s; ')
+    print(
+        f'CPU ratio (AiiDA + codes) / codes             {(aiida_cpu_s + cpu) / cpu:9.3f}   (independent of the load)'
+    )
 
     print('\n== where the idle time goes')
     jobs = figures['jobs']
@@ -267,9 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             profiler = cProfile.Profile()
             profiler.enable()
         t0 = time.time()
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), os.times()
         results, node = run_get_node(builder)
-        loop_s = time.perf_counter() - tick
+        loop_s, cpu_tock = time.perf_counter() - tick, os.times()
+        aiida_cpu_s = (cpu_tock.user - cpu_tick.user) + (cpu_tock.system - cpu_tick.system)
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.cprofile)
@@ -281,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         if 'learning_curve' in results:
             print(iteration_table(results['learning_curve'].get_dict()))
         figures = analyse(node, read_intervals(log), t0, t0 + loop_s)
-        report(figures, loop_s, t0)
+        report(figures, loop_s, t0, aiida_cpu_s)
         if profiler is not None:
             import pstats
 

@@ -39,16 +39,19 @@ def setup_command(profile, computer, workdir, email, lmp, cp2k, gap_fit, python)
     aiida-core (no service to install; `run`, `submit` and the daemon work). It registers the computer
     (core.local, core.direct) and the codes `lmp`, `cp2k`, `gap_fit` and `python` on it.
     """
-    from aiida_mlpot.cli.setup import default_code_specs, setup
+    from aiida_mlpot.cli.setup import SetupError, default_code_specs, setup
 
-    result = setup(
-        profile=profile,
-        computer=computer,
-        workdir=workdir,
-        email=email,
-        codes=default_code_specs(lmp=lmp, cp2k=cp2k, gap_fit=gap_fit, python=python),
-        echo=click.echo,
-    )
+    try:
+        result = setup(
+            profile=profile,
+            computer=computer,
+            workdir=workdir,
+            email=email,
+            codes=default_code_specs(lmp=lmp, cp2k=cp2k, gap_fit=gap_fit, python=python),
+            echo=click.echo,
+        )
+    except SetupError as exception:
+        raise click.BadParameter(str(exception)) from exception
     click.echo('changed: ' + ('yes' if result['changed'] else 'nothing (everything already existed)'))
     click.echo(
         f'profile {result["profile"]}; computer {result["computer"]}; codes: '

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import shutil
+import subprocess
 import sys
 
 DEFAULT_PROFILE = 'mlpot'
@@ -19,6 +21,44 @@ class CodeSpec:
     executable: str | None
     default_plugin: str | None
     description: str
+    #: arguments of a quick run that proves the executable works, and a text its output must contain
+    probe: tuple[str, ...] = ()
+    expect: str = ''
+    #: whether the executable was given by the user (then a failing probe is an error, not a skip)
+    requested: bool = False
+
+
+class SetupError(ValueError):
+    """An executable given to `aiida-mlpot setup` does not exist or does not run."""
+
+
+def probe_executable(spec: CodeSpec, timeout: float = 120.0) -> str | None:
+    """Return why ``spec.executable`` cannot serve as the code ``spec.label`` (None when it runs).
+
+    A code registered with a missing or broken executable would be misdiagnosed later by every stage (CP2K
+    "SCF not converged", LAMMPS "stopped before the end of the input script"), so it is run once here.
+    """
+    path = spec.executable
+    if not path:
+        return f'no executable for `{spec.label}`'
+    if not os.path.isfile(path):
+        return f'the {spec.label} executable `{path}` does not exist'
+    if not os.access(path, os.X_OK):
+        return f'the {spec.label} executable `{path}` is not executable'
+    try:
+        result = subprocess.run(
+            [path, *spec.probe], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError) as exception:
+        return f'the {spec.label} executable `{path}` does not run: {exception}'
+    output = result.stdout + result.stderr
+    if spec.expect and spec.expect not in output:
+        tail = ' '.join(output.strip().splitlines()[-2:])[:200]
+        return (
+            f'the {spec.label} executable `{path}` ran `{" ".join(spec.probe)}` without printing '
+            f'`{spec.expect}` (exit status {result.returncode}): {tail or "no output"}'
+        )
+    return None
 
 
 def default_code_specs(
@@ -31,16 +71,25 @@ def default_code_specs(
         candidate = env_bin / name
         return str(candidate) if candidate.is_file() else shutil.which(name)
 
+    driver_check = 'import aiida_mlpot.engines.ml_md, quippy; print("mlpot-driver-ok")'
     return [
         CodeSpec(
-            'lmp', lmp or find('lmp'), 'mlpot.lammps.md', 'LAMMPS (classical MD sampling and teacher labels)'
+            'lmp', lmp or find('lmp'), 'mlpot.lammps.md', 'LAMMPS (classical MD sampling and teacher labels)',
+            ('-h',), 'Large-scale Atomic/Molecular Massively Parallel Simulator', lmp is not None,
         ),
-        CodeSpec('cp2k', cp2k or find('cp2k.psmp'), 'cp2k', 'CP2K (DFT / xTB labels), OpenMP threads'),
-        CodeSpec('gap_fit', gap_fit or find('gap_fit'), 'mlpot.gap_fit', 'gap_fit from the quippy-ase wheel'),
         CodeSpec(
-            'python', python or sys.executable, 'mlpot.ml_md', 'Python of this environment (ML-MD driver)'
+            'cp2k', cp2k or find('cp2k.psmp'), 'cp2k', 'CP2K (DFT / xTB labels), OpenMP threads',
+            ('--version',), 'CP2K version', cp2k is not None,
         ),
-    ]
+        CodeSpec(
+            'gap_fit', gap_fit or find('gap_fit'), 'mlpot.gap_fit', 'gap_fit from the quippy-ase wheel',
+            (), 'libAtoms', gap_fit is not None,
+        ),
+        CodeSpec(
+            'python', python or sys.executable, 'mlpot.ml_md', 'Python of this environment (ML-MD driver)',
+            ('-c', driver_check), 'mlpot-driver-ok', python is not None,
+        ),
+    ]  # fmt: skip
 
 
 def ensure_profile(name: str | None, email: str, echo) -> tuple[object, bool]:
@@ -131,6 +180,10 @@ def ensure_code(computer, spec: CodeSpec, echo):
     if not spec.executable:
         echo(f'code      `{full_label}`: SKIPPED, executable not found (pass its path as an option)')
         return None, False
+    problem = probe_executable(spec)
+    if problem:
+        echo(f'code      `{full_label}`: SKIPPED, {problem} (pass a working path as an option)')
+        return None, False
     code = InstalledCode(
         label=spec.label,
         computer=computer,
@@ -151,7 +204,16 @@ def setup(
     codes: list[CodeSpec] | None = None,
     echo=print,
 ) -> dict:
-    """Create what is missing (profile, computer, codes) and return what exists; running it twice changes nothing."""
+    """Create what is missing (profile, computer, codes) and return what exists; running it twice changes nothing.
+
+    An executable the caller names explicitly (``requested``) is run first: when it is missing or does not run,
+    :class:`SetupError` names it before anything is created.
+    """
+    for spec in codes or ():
+        if spec.requested:
+            problem = probe_executable(spec)
+            if problem:
+                raise SetupError(problem)
     prof, profile_created = ensure_profile(profile, email, echo)
     comp, computer_created = ensure_computer(computer, workdir, echo)
     result = {

@@ -1,6 +1,8 @@
 """Tests of `aiida-mlpot setup` and the `verdi data mlpot.*` command groups."""
 
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -45,20 +47,21 @@ def test_setup_twice_changes_nothing(aiida_profile, tmp_path):
     assert any('SKIPPED, executable not found' in m for m in messages)
 
 
+def _executable(name: str) -> str:
+    path = shutil.which(name) or os.path.join(os.path.dirname(sys.executable), name)
+    if not os.access(path, os.X_OK):
+        pytest.skip(f'`{name}` is not installed')
+    return path
+
+
 @pytest.mark.e2e
 def test_setup_creates_profile_in_a_fresh_config(tmp_path):
     """In an empty AiiDA configuration the command creates the SQLite + ZeroMQ profile; twice is idempotent."""
     env = {**os.environ, 'AIIDA_PATH': str(tmp_path)}
     command = [
-        sys.executable,
-        '-m',
-        'aiida_mlpot.cli.main',
-        'setup',
-        '--lmp',
-        '/bin/true',
-        '--cp2k',
-        '/bin/true',
-    ]
+        sys.executable, '-m', 'aiida_mlpot.cli.main', 'setup',
+        '--lmp', _executable('lmp'), '--cp2k', _executable('cp2k.psmp'), '--gap-fit', _executable('gap_fit'),
+    ]  # fmt: skip
     first = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     assert 'created (SQLite storage, ZeroMQ broker)' in first.stdout
     second = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -69,6 +72,31 @@ def test_setup_creates_profile_in_a_fresh_config(tmp_path):
         assert listing.count(f'{label}@localhost') == 1, listing
     plugins = _verdi(env, 'plugin', 'list', 'aiida.data')
     assert 'mlpot.dataset' in plugins and 'mlpot.gap_potential' in plugins
+
+
+@pytest.mark.parametrize(
+    ('option', 'path', 'reason'),
+    [
+        ('--lmp', '/nonexistent/lmp', 'does not exist'),
+        ('--cp2k', 'plain-file', 'is not executable'),
+        ('--gap-fit', '/bin/true', 'without printing `libAtoms`'),
+    ],
+)
+def test_setup_refuses_an_executable_that_does_not_run(tmp_path, option, path, reason):
+    """A missing, non-executable or wrong executable is named and nothing is created (no profile either)."""
+    env = {**os.environ, 'AIIDA_PATH': str(tmp_path)}
+    if path == 'plain-file':
+        path = str(tmp_path / 'cp2k.psmp')
+        pathlib.Path(path).write_text('not a program')
+        os.chmod(path, 0o644)
+    command = [sys.executable, '-m', 'aiida_mlpot.cli.main', 'setup', option, path]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert path in result.stderr and reason in result.stderr, result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / '.aiida' / 'profiles').exists() or not any(
+        (tmp_path / '.aiida' / 'profiles').iterdir()
+    )
 
 
 def _verdi(env: dict, *args: str) -> str:

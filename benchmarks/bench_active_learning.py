@@ -28,6 +28,11 @@ ratios:
 Then where the idle time goes: before the first job, per CalcJob the time from its creation to the start of its
 script and from the end of its script to its termination, the calcfunctions by name, and the largest gaps.
 
+To benchmark a given commit while the working tree changes, run it from a clone with ``PYTHONPATH`` set to the
+clone (the drivers on the compute side then use it too)::
+
+    git clone -q /work/main /tmp/src && PYTHONPATH=/tmp/src .venv/bin/python /tmp/src/benchmarks/bench_active_learning.py
+
 Usage::
 
     .venv/bin/python benchmarks/bench_active_learning.py [--protocol fast] [--tmp DIR] [--keep]
@@ -62,7 +67,10 @@ def prepare_profile(folder: pathlib.Path, log: pathlib.Path) -> dict:
     from aiida import orm
 
     computer = orm.load_computer(result['computer'])
-    computer.set_prepend_text(f'echo "start $(date +%s.%N) $PWD" >> {log}')
+    prepend = f'echo "start $(date +%s.%N) $PWD" >> {log}'
+    if os.environ.get('PYTHONPATH'):  # a benchmark of another checkout: its drivers too
+        prepend += f'\nexport PYTHONPATH={os.environ["PYTHONPATH"]}'
+    computer.set_prepend_text(prepend)
     # `times` (the script's children: the code) must run in the script's own shell, not in a $(...) subshell
     computer.set_append_text(
         f'echo "end $(date +%s.%N) $PWD" >> {log}\n'

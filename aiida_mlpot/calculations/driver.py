@@ -17,6 +17,8 @@ from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 
+from aiida_mlpot.calculations.ports import code_validator
+
 __all__ = ('DriverCalculation',)
 
 
@@ -34,6 +36,8 @@ class DriverCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
+        spec.inputs['code'].required = True
+        spec.inputs['code'].validator = code_validator('python')
         options = spec.inputs['metadata']['options']
         options['input_filename'].default = cls.FILENAME_INPUT
         options['output_filename'].default = cls.FILENAME_STDOUT

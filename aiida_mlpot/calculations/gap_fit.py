@@ -9,6 +9,7 @@ from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 
+from aiida_mlpot.calculations.ports import code_validator
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.inputs.gap_fit import (
@@ -92,6 +93,8 @@ class GapFitCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
+        spec.inputs['code'].required = True
+        spec.inputs['code'].validator = code_validator('gap_fit')
         spec.input('dataset', valid_type=DatasetData, help='The training configurations with their labels.')
         spec.input(
             'parameters',

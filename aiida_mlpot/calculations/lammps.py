@@ -10,7 +10,10 @@ they retrieve have a layout their parsers know.
 
 from __future__ import annotations
 
+import math
+import numbers
 import shutil
+from collections.abc import Mapping
 
 import numpy as np
 from aiida import orm
@@ -20,7 +23,13 @@ from aiida_lammps.calculations.raw import LammpsRawCalculation
 from ase import Atoms
 
 from aiida_mlpot.analysis.geometry import min_distance
-from aiida_mlpot.calculations.ports import define_potential_ports, define_structures_port
+from aiida_mlpot.calculations.ports import (
+    check_potential_lines,
+    code_validator,
+    define_potential_ports,
+    define_structures_port,
+    required_files_message,
+)
 from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.potentials.classical import species_order, validate_potential
@@ -31,7 +40,14 @@ from aiida_mlpot.potentials.lammps_input import (
     write_data_file,
 )
 
-__all__ = ('MIN_DISTANCE', 'LammpsMdCalculation', 'LammpsRerunCalculation', 'validate_atoms')
+__all__ = (
+    'MIN_DISTANCE',
+    'LammpsMdCalculation',
+    'LammpsRerunCalculation',
+    'check_md_parameters',
+    'validate_atoms',
+    'validate_potential_inputs',
+)
 
 #: Atoms closer than this (Å) are refused before any job is run.
 MIN_DISTANCE = 0.5
@@ -41,12 +57,56 @@ def validate_atoms(atoms: Atoms, label: str = 'the structure') -> str | None:
     """Return an error message if the configuration cannot be passed to LAMMPS."""
     if len(atoms) == 0:
         return f'{label} has no atoms'
+    if not np.all(np.isfinite(atoms.cell.array)):
+        return f'{label} has a cell with non-finite entries: {atoms.cell.array.tolist()}'
+    bad = np.flatnonzero(~np.all(np.isfinite(atoms.positions), axis=1))
+    if len(bad):
+        return f'{label} has non-finite coordinates (atoms {bad[:5].tolist()})'
     if abs(np.linalg.det(atoms.cell.array)) < 1e-6:
         return f'{label} needs a cell with a non-zero volume (also along non-periodic directions)'
     closest = min_distance(atoms, cutoff=MIN_DISTANCE)
     if closest < MIN_DISTANCE:
         return f'{label} has atoms {closest:.3f} Å apart, closer than {MIN_DISTANCE} Å'
     return None
+
+
+#: Keys of the MD parameters that are real numbers and integers (the others are strings).
+_MD_REAL_KEYS = ('temperature_K', 'pressure_bar', 'timestep_fs', 'volume_scale', 'taut_fs', 'taup_fs')
+_MD_INTEGER_KEYS = ('equilibration_steps', 'production_steps', 'dump_interval', 'seed')
+
+
+def check_md_parameters(parameters: Mapping) -> str | None:
+    """Return an error naming the first bad MD parameter (type, non-finite or impossible value), else None.
+
+    The types are checked here, strictly (a string, a boolean or a fractional step count is an error, not
+    something to convert); the keys and the values by
+    :func:`~aiida_mlpot.potentials.lammps_input.validate_md_parameters`.
+    """
+    if not isinstance(parameters, Mapping):
+        return 'the MD parameters must be a dictionary'
+    for key in _MD_REAL_KEYS:
+        value = parameters.get(key)
+        if key in parameters and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+        ):
+            return f'`{key}` must be a finite number, got {value!r}'
+    for key in _MD_INTEGER_KEYS:
+        value = parameters.get(key)
+        if key in parameters and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            return f'`{key}` must be an integer, got {value!r}'
+    return validate_md_parameters(dict(parameters))
+
+
+def validate_potential_inputs(potential: dict, potential_files: Mapping | None, symbols) -> str | None:
+    """Return why ``potential`` (with its ``potential_files`` nodes) cannot run configurations of ``symbols``.
+
+    The dictionary itself, its LAMMPS lines, the coverage of every pair of species, the charges of a coulombic
+    style and the files it names are checked (no file is read).
+    """
+    message = validate_potential(potential, species_order(symbols))
+    if message:
+        return message
+    return check_potential_lines(potential) or required_files_message(potential, potential_files)
 
 
 class _LammpsMlpotCalculation(LammpsRawCalculation):
@@ -58,6 +118,8 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
     def define(cls, spec):
         super().define(spec)
         spec.inputs.pop('script')
+        spec.inputs['code'].required = True
+        spec.inputs['code'].validator = code_validator('LAMMPS')
         define_potential_ports(spec)
         spec.exit_code(
             311,
@@ -76,16 +138,10 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
         message = cls.validate_inputs(value, None)
         if message:
             return message
-        potential = value['potential'].get_dict()
         symbols = {symbol for atoms in frames for symbol in atoms.get_chemical_symbols()}
-        message = validate_potential(potential, species_order(symbols))
-        if message:
-            return message
-        provided = {node.filename for node in value.get('potential_files', {}).values()}
-        missing = sorted(set(potential.get('files') or []) - provided)
-        if missing:
-            return f'the potential refers to files that are not in `potential_files`: {missing}'
-        return None
+        return validate_potential_inputs(
+            value['potential'].get_dict(), value.get('potential_files', {}), symbols
+        )
 
     def _write_common(self, folder: Folder) -> list[str]:
         """Write the potential files and the extra ``files``; return the provenance-exclude list."""
@@ -156,7 +212,7 @@ class LammpsMdCalculation(_LammpsMlpotCalculation):
     @classmethod
     def _validate_parameters(cls, value, _):
         if value is not None:
-            return validate_md_parameters(value.get_dict())
+            return check_md_parameters(value.get_dict())
 
     @classmethod
     def _validate_md_inputs(cls, value, ctx):

@@ -46,6 +46,8 @@ from aiida.common.folders import Folder
 from ase import Atoms
 
 from aiida_mlpot.calculations.driver import DriverCalculation
+from aiida_mlpot.calculations.lammps import validate_atoms
+from aiida_mlpot.calculations.ports import code_validator
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.extxyz import write_frames
 from aiida_mlpot.data.potential import GapPotentialData
@@ -120,6 +122,19 @@ def validate_inputs(inputs, _):
     unknown = symbols - set(potential.species)
     if unknown:
         return f'the potential knows {potential.species}, the structure also has {sorted(unknown)}'
+    if isinstance(source, orm.StructureData):
+        return _validate_start_structure(source.get_ase(), parameters)
+    return None
+
+
+def _validate_start_structure(atoms: Atoms, parameters: dict) -> str | None:
+    """Return an error if the start structure cannot be run: overlapping atoms, NPT without a periodic cell."""
+    name = '`structure`'
+    message = validate_atoms(atoms, name)
+    if message:
+        return message
+    if parameters['md']['ensemble'] == 'npt' and not all(atoms.pbc):
+        return f'an NPT run needs a structure that is periodic in all three directions; {name} has pbc {atoms.pbc.tolist()}'
     return None
 
 
@@ -157,9 +172,12 @@ def _validate_engine(inputs, parameters: dict) -> str | None:
 def validate_parameters(node, _):
     """Validate the parameters dictionary (see :data:`aiida_mlpot.engines.parameters.DEFAULTS`)."""
     try:
-        normalise_parameters(node.get_dict())
+        parameters = normalise_parameters(node.get_dict())
     except ValueError as exception:
         return str(exception)
+    pressure = parameters['md']['pressure_bar']
+    if not math.isfinite(pressure):
+        return f'`md.pressure_bar` must be a finite number, got {pressure!r}'
     return None
 
 
@@ -204,6 +222,7 @@ class MlMdCalculation(DriverCalculation):
             'lammps_code',
             valid_type=orm.InstalledCode,
             required=False,
+            validator=code_validator('LAMMPS', 'lammps_code'),
             help='`md.engine = lammps` only: a LAMMPS built with ML-QUIP (`pair_style quip`) on the computer of '
             '`code`; its executable replaces `lammps.command`.',
         )

@@ -2,17 +2,143 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
+
 from aiida import orm
 
 from aiida_mlpot.potentials.classical import validate_potential
 
-__all__ = ('define_potential_ports', 'define_structures_port', 'validate_potential_port')
+__all__ = (
+    'CODE_PLUGINS',
+    'check_potential_lines',
+    'code_validator',
+    'define_potential_ports',
+    'define_structures_port',
+    'required_files_message',
+    'validate_keys_are_labels',
+    'validate_potential_port',
+)
+
+#: Calculation plugins (entry points; a trailing ``.`` is a prefix) a code may be registered for, by program.
+#: A code whose ``default_calc_job_plugin`` is set to something else was registered for another program.
+CODE_PLUGINS = {
+    'LAMMPS': ('mlpot.lammps.', 'lammps.'),
+    'gap_fit': ('mlpot.gap_fit',),
+    'python': ('mlpot.ml_md', 'mlpot.evaluate'),
+    'CP2K': ('cp2k',),
+}
+#: Pair styles under which several pair_coeff lines for the same pair of species are meaningful.
+_OVERLAY_STYLES = ('hybrid/overlay', 'hybrid/scaled')
+_IDENTIFIER = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+
+
+def code_validator(program: str, port: str = 'code') -> Callable:
+    """Return the validator of a code port that runs ``program`` (a key of :data:`CODE_PLUGINS`).
+
+    A code registered for the calculation plugin of another program (``default_calc_job_plugin``, as
+    ``aiida-mlpot setup`` and ``verdi code create`` record it) is refused, naming the code and its plugin; a code
+    without a default plugin cannot be told apart and is accepted.
+    """
+    accepted = CODE_PLUGINS[program]
+
+    def validator(code, _) -> str | None:
+        if code is None:
+            return None
+        plugin = getattr(code, 'default_calc_job_plugin', None)
+        if plugin is None or any(plugin == p or (p.endswith('.') and plugin.startswith(p)) for p in accepted):
+            return None
+        return (
+            f'`{port}`: the code `{code.full_label}` is registered for the calculation plugin `{plugin}`, '
+            f'not for {program} (plugins {", ".join(accepted)}): give the {program} code'
+        )
+
+    return validator
+
+
+def _number(token: str) -> float | None:
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def _is_filename(token: str) -> bool:
+    """Whether a pair_coeff argument names a file: a dotted name that is not a number (``Si.sw``), or a path."""
+    return _number(token) is None and ('.' in token or token.startswith('/'))
+
+
+def check_potential_lines(potential: dict) -> str | None:
+    """Return what is wrong in the LAMMPS lines of a (structurally valid) classical-potential dictionary.
+
+    Checks what :func:`~aiida_mlpot.potentials.classical.validate_potential` leaves to LAMMPS: negative or
+    non-finite numbers in ``pair_style`` and ``kspace_style``; non-finite numbers in ``pair_coeff``; the same
+    pair of species given twice (outside hybrid/overlay and hybrid/scaled, where LAMMPS silently keeps the last
+    line); and every file a ``pair_coeff`` line names must be a plain file name listed in ``files`` (so that it
+    is a ``potential_files`` input, recorded in the graph, and not found by LAMMPS in its own potentials folder).
+    """
+    style = str(potential['pair_style'])
+    for key in ('pair_style', 'kspace_style'):
+        text = potential.get(key)
+        if not text:
+            continue
+        for token in str(text).split()[1:]:
+            value = _number(token)
+            if value is None:
+                continue
+            if not math.isfinite(value) or (value < 0 and not style.startswith('hybrid/scaled')):
+                return f'`{key}` {text!r}: the argument {token} must be a finite, non-negative number'
+    pair_coeff = potential['pair_coeff']
+    lines = [pair_coeff] if isinstance(pair_coeff, str) else list(pair_coeff)
+    files = set(potential.get('files') or [])
+    seen = {}
+    for line in lines:
+        tokens = line.split()
+        for token in tokens[2:]:
+            value = _number(token)
+            if value is not None and not math.isfinite(value):
+                return f'pair_coeff line {line!r}: the value {token} is not a finite number'
+            if value is None and _is_filename(token):
+                if '/' in token:
+                    return (
+                        f'pair_coeff line {line!r} names the file by the path `{token}`: give the file as a '
+                        f'`potential_files` input, list it in `files` and name it by its file name only'
+                    )
+                if token not in files:
+                    return (
+                        f'pair_coeff line {line!r} names the file `{token}`, which is not listed in `files`: '
+                        'list it there and give it as a `potential_files` input'
+                    )
+        if '*' in tokens[:2] or style.startswith(_OVERLAY_STYLES):
+            continue
+        pair = frozenset(tokens[:2])
+        if pair in seen:
+            return (
+                f'pair_coeff: the pair {tokens[0]}-{tokens[1]} is given more than once ({seen[pair]!r} and '
+                f'{line!r}); LAMMPS would silently use the last line'
+            )
+        seen[pair] = line
+    return None
 
 
 def validate_potential_port(value, _) -> str | None:
     """Validate a classical-potential dictionary (``pair_style``, ``pair_coeff``, ...): unknown keys are refused."""
     if value is not None:
-        return validate_potential(value.get_dict())
+        potential = value.get_dict()
+        return validate_potential(potential) or check_potential_lines(potential)
+    return None
+
+
+def validate_keys_are_labels(value, _) -> str | None:
+    """Keys of a namespace of nodes become link labels: they must be identifiers (the file keeps its name)."""
+    for key in value or {}:
+        if not _IDENTIFIER.fullmatch(key):
+            suggestion = re.sub(r'\W', '_', key)
+            return (
+                f'the key `{key}` is not a valid link label: use an identifier such as `{suggestion}` (a file is '
+                'written with its own file name whatever its key)'
+            )
     return None
 
 
@@ -33,10 +159,27 @@ def define_potential_ports(
         f'{prefix}potential_files',
         valid_type=orm.SinglefileData,
         required=False,
-        help='Files the potential refers to (e.g. `Si.sw`), written with their own filename.',
+        validator=validate_keys_are_labels,
+        help='Files the potential refers to (e.g. `Si.sw`, keyed e.g. `Si_sw`), written with their own filename.',
     )
 
 
 def define_structures_port(spec, help: str) -> None:
     """Declare the dynamic ``structures`` namespace: one ``StructureData`` per configuration, sorted by key."""
-    spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False, help=help)
+    spec.input_namespace(
+        'structures',
+        valid_type=orm.StructureData,
+        dynamic=True,
+        required=False,
+        validator=validate_keys_are_labels,
+        help=help,
+    )
+
+
+def required_files_message(potential: dict, potential_files: dict) -> str | None:
+    """Return an error if a file the potential lists in ``files`` is not among the ``potential_files`` nodes."""
+    provided = {node.filename for node in (potential_files or {}).values()}
+    missing = sorted(set(potential.get('files') or []) - provided)
+    if missing:
+        return f'the potential refers to files that are not in `potential_files`: {missing}'
+    return None

@@ -1,0 +1,138 @@
+"""The bad-input battery: helpers that launch a process with bad inputs and check how it was refused.
+
+Every case must end BEFORE any CalcJob is submitted, with a message naming the bad value: either a
+``ValueError`` from the process spec at launch (:func:`refused`) or a dedicated 2xx exit code (:func:`exits`).
+Neither leaves a CalcJob node; :func:`refused` also leaves no process node at all. The codes are the real ones
+of the test fixtures (``code_lmp``, ``code_cp2k``, ``code_gap_fit``, ``code_python``): nothing here runs them.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+#: A real GAP for NaCl recorded from gap_fit (tiny: 2b + SOAP n2 l1); only ever an input here.
+RECORDED_GAP = pathlib.Path(__file__).parents[1] / 'parsers' / 'gap_fit' / 'fixtures' / 'success' / 'gap.xml'
+
+
+def _count(node_class) -> int:
+    from aiida import orm
+
+    return orm.QueryBuilder().append(node_class).count()
+
+
+def refused(process_class, inputs: dict, match: str) -> str:
+    """Launch ``process_class`` with ``inputs``: it must be refused at launch with a ``ValueError`` matching
+    ``match`` (a regular expression), and no process node of any kind may be created. Return the message."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    before = _count(orm.ProcessNode)
+    with pytest.raises(ValueError, match=match) as info:
+        run_get_node(process_class, **inputs)
+    assert _count(orm.ProcessNode) == before, 'a refused launch left a process node'
+    return str(info.value)
+
+
+def exits(process_class, inputs: dict, match: str, status: int | None = None):
+    """Run ``process_class``: it must finish (not except) with a 2xx exit code whose message matches ``match``,
+    without any CalcJob among its descendants. Return the process node."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    before = _count(orm.CalcJobNode)
+    _, node = run_get_node(process_class, **inputs)
+    assert not node.is_excepted, f'the process excepted: {node.exception}'
+    assert node.is_finished, node.process_state
+    assert 200 <= node.exit_status < 300, f'exit status {node.exit_status}: {node.exit_message}'
+    if status is not None:
+        assert node.exit_status == status, node.exit_message
+    assert re.search(match, node.exit_message or ''), node.exit_message
+    calcjobs = [child for child in node.called_descendants if isinstance(child, orm.CalcJobNode)]
+    assert not calcjobs, f'CalcJobs were submitted: {calcjobs}'
+    assert _count(orm.CalcJobNode) == before
+    return node
+
+
+def nacl(a: float = 5.64) -> Atoms:
+    """The 8-atom rock-salt NaCl cell."""
+    return bulk('NaCl', 'rocksalt', a=a, cubic=True)
+
+
+def overlapping() -> Atoms:
+    """NaCl with two atoms 0.3 Å apart."""
+    atoms = nacl()
+    atoms.positions[1] = atoms.positions[0] + [0.3, 0.0, 0.0]
+    return atoms
+
+
+def molecule_box() -> Atoms:
+    """NaCl cell that is not periodic (a cluster in a box)."""
+    atoms = nacl()
+    atoms.pbc = False
+    return atoms
+
+
+def with_potassium() -> Atoms:
+    """NaCl with one Na replaced by K: a species that the NaCl potentials do not know."""
+    atoms = nacl()
+    symbols = atoms.get_chemical_symbols()
+    symbols[0] = 'K'
+    atoms.set_chemical_symbols(symbols)
+    return atoms
+
+
+def labelled(atoms: Atoms, seed: int = 0, energy: bool = True, forces: bool = True) -> Atoms:
+    """``atoms`` rattled, with energy and forces set (inputs only: never fitted here)."""
+    atoms = atoms.copy()
+    rng = np.random.default_rng(seed)
+    atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+    if energy:
+        atoms.info['energy'] = -27.0 + 0.01 * seed
+    if forces:
+        atoms.arrays['forces'] = rng.normal(scale=0.1, size=(len(atoms), 3))
+    atoms.info['config_type'] = 'T1400'
+    return atoms
+
+
+@pytest.fixture
+def structure(aiida_profile):
+    """Return a function: ``StructureData`` of the given atoms (default: 8-atom NaCl)."""
+    from aiida import orm
+
+    def factory(atoms: Atoms | None = None):
+        return orm.StructureData(ase=atoms if atoms is not None else nacl())
+
+    return factory
+
+
+@pytest.fixture
+def dataset(aiida_profile):
+    """Return a function: a ``DatasetData`` of ``n`` labelled NaCl frames (or of the given frames)."""
+    from aiida_mlpot.data.dataset import DatasetData
+
+    def factory(frames: list[Atoms] | None = None, n: int = 4):
+        return DatasetData.from_ase(frames if frames is not None else [labelled(nacl(), k) for k in range(n)])
+
+    return factory
+
+
+@pytest.fixture(scope='module')
+def gap(aiida_profile):
+    """The recorded NaCl GAP (species Na, Cl) as a stored ``GapPotentialData``."""
+    from aiida_mlpot.data.potential import GapPotentialData
+
+    return GapPotentialData.from_files(RECORDED_GAP).store()
+
+
+@pytest.fixture
+def tosi_fumi():
+    """The Tosi-Fumi NaCl potential dictionary (a fresh copy)."""
+    from aiida_mlpot.presets import nacl_tosi_fumi
+
+    return nacl_tosi_fumi()

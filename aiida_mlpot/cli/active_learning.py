@@ -168,6 +168,15 @@ def _protocols() -> list[str]:
     return list(ActiveLearningWorkChain.get_available_protocols())
 
 
+def _validate(process_class, builder) -> str | None:
+    """Validate ``builder`` as the process will at launch (defaults filled, empty namespaces pruned)."""
+    from aiida.engine.processes.utils import prune_mapping
+
+    inputs = process_class.spec().inputs
+    error = inputs.validate(inputs.pre_process(prune_mapping(dict(builder))))
+    return None if error is None else str(error)
+
+
 @launch.command('active-learning')
 @click.argument('structure')
 @click.option(
@@ -276,7 +285,7 @@ def launch_active_learning(
         ) from exception
     except (ValueError, TypeError, KeyError) as exception:
         raise click.UsageError(str(exception)) from exception
-    error = ActiveLearningWorkChain.spec().inputs.validate(builder)
+    error = _validate(ActiveLearningWorkChain, builder)
     if error is not None:
         raise click.UsageError(f'invalid inputs: {error}')
     points = ', '.join(f'{t:g}' for t in temperatures) + ' K'
@@ -491,19 +500,18 @@ def _rdfs(run, replicas: dict, n_bins: int) -> tuple[dict, dict, dict, float | N
     return ml_rdfs, reference_rdfs, scores, r_max
 
 
-def write_report(run, folder: pathlib.Path, rdf_bins: int = 100, echo=click.echo) -> dict:
-    """Write the figures and ``report.md`` of ``run`` to ``folder``; return ``{figure name: path}``."""
+def write_report(run, folder: pathlib.Path, rdf_bins: int = 100) -> dict:
+    """Write the figures and ``report.md`` of ``run`` to ``folder``; return ``{figure name: (path, title)}``."""
     import numpy as np
 
     from aiida_mlpot.analysis.errors import compute_errors, parity_plot
     from aiida_mlpot.cli import figures
+    from aiida_mlpot.workflows.active_learning import exploration_key
 
     folder.mkdir(parents=True, exist_ok=True)
     node = run.node
     loop = node.inputs.loop.get_dict()
     points = {}
-    from aiida_mlpot.workflows.active_learning import exploration_key
-
     for point in node.inputs.state_points.get_list():
         points[exploration_key(point)] = point
     written, notes = {}, []
@@ -512,9 +520,9 @@ def write_report(run, folder: pathlib.Path, rdf_bins: int = 100, echo=click.echo
     name = f'ActiveLearningWorkChain<{node.pk}>'
 
     if rows:
-        written['learning curve'] = figures.learning_curve_figure(
-            rows, folder / 'learning_curve.png', limits=loop, title=f'{name}: learning curve'
-        )
+        title = f'{name}: learning curve'
+        figures.learning_curve_figure(rows, folder / 'learning_curve.png', limits=loop, title=title)
+        written['learning curve'] = (folder / 'learning_curve.png', title)
     else:
         notes.append('no iteration assessed yet: no learning curve')
 
@@ -525,21 +533,19 @@ def write_report(run, folder: pathlib.Path, rdf_bins: int = 100, echo=click.echo
         fit = run.fit_of(potential)
         if fit is not None and 'predictions' in fit.outputs and 'test_dataset' in fit.inputs:
             references, predictions = fit.inputs.test_dataset.to_ase(), fit.outputs.predictions.to_ase()
-            parity_plot(
-                references, predictions, folder / 'parity_test.png',
-                title=f'{label} on the test set ({len(references)} configurations held out at its fit)',
-            )  # fmt: skip
-            written['parity, test set'] = folder / 'parity_test.png'
+            title = f'{label} on the test set ({len(references)} configurations held out at its fit)'
+            parity_plot(references, predictions, folder / 'parity_test.png', title=title)
+            written['parity, test set'] = (folder / 'parity_test.png', title)
             errors['test set'] = (len(references), compute_errors(references, predictions)['overall'])
         explored = run.explored_with(potential)
         references, predictions = run.audit_frames(explored[-1]) if explored else ([], [])
         if references:
-            parity_plot(
-                references, predictions, folder / 'parity_audit.png',
-                title=f'{label} on its audit set (iteration {explored[-1]}: {len(references)} frames its ML MD '
-                'visited, ML predictions made during the MD)',
-            )  # fmt: skip
-            written['parity, audit set'] = folder / 'parity_audit.png'
+            title = (
+                f'{label} on its audit set (iteration {explored[-1]}: {len(references)} frames its ML MD visited, '
+                'ML predictions made during the MD)'
+            )
+            parity_plot(references, predictions, folder / 'parity_audit.png', title=title)
+            written['parity, audit set'] = (folder / 'parity_audit.png', title)
             errors[f'audit set (iteration {explored[-1]})'] = (
                 len(references), compute_errors(references, predictions)['overall']
             )  # fmt: skip
@@ -553,13 +559,15 @@ def write_report(run, folder: pathlib.Path, rdf_bins: int = 100, echo=click.echo
         summaries = {key: replica.outputs.summary.get_dict() for key, replica in replicas.items()}
         traces = {key: summary.get('traces') or {} for key, summary in summaries.items()}
         method = next(iter(summaries.values())).get('extrapolation_method', 'gap_variance')
-        written['exploration traces'] = figures.traces_figure(
+        title = f'{name}: ML-MD exploration of iteration {iteration}'
+        written['exploration traces'] = (folder / 'exploration_traces.png', title)
+        figures.traces_figure(
             traces,
             folder / 'exploration_traces.png',
             thresholds={key: summary.get('threshold') for key, summary in summaries.items()},
             method=method,
             temperatures={key: points[key]['temperature_K'] for key in traces if key in points},
-            title=f'{name}: ML-MD exploration of iteration {iteration}',
+            title=title,
         )
         npt = {key: trace for key, trace in traces.items() if summaries[key].get('ensemble') == 'npt'}
         if npt:
@@ -568,17 +576,17 @@ def write_report(run, folder: pathlib.Path, rdf_bins: int = 100, echo=click.echo
                 sampled = run.sampling_frames(key)
                 if sampled:
                     reference[key] = float(np.mean([atoms.get_volume() for atoms in sampled]))
-            written['volume (NPT)'] = figures.volume_figure(
-                npt, folder / 'volume.png', reference=reference,
-                title=f'{name}: cell volume under NPT, iteration {iteration}',
-            )  # fmt: skip
+            title = f'{name}: cell volume under NPT, iteration {iteration}'
+            figures.volume_figure(npt, folder / 'volume.png', reference=reference, title=title)
+            written['volume (NPT)'] = (folder / 'volume.png', title)
         ml_rdfs, reference_rdfs, scores, r_max = _rdfs(run, replicas, rdf_bins)
         if ml_rdfs:
-            written['partial RDFs'] = figures.rdf_figure(
-                ml_rdfs, reference_rdfs, folder / 'rdf.png', scores=scores,
-                title=f'{name}: partial RDFs, ML MD of iteration {iteration} (solid) against the classical '
-                'sampling (dashed)',
-            )  # fmt: skip
+            title = (
+                f'{name}: partial RDFs (r_max {r_max:.2f} Å), ML MD of iteration {iteration} (solid) against the '
+                'classical sampling (dashed)'
+            )
+            figures.rdf_figure(ml_rdfs, reference_rdfs, folder / 'rdf.png', scores=scores, title=title)
+            written['partial RDFs'] = (folder / 'rdf.png', title)
         else:
             notes.append('no ML-MD or sampling frames for the RDFs')
     else:
@@ -644,8 +652,8 @@ def _write_markdown(path, run, rows, source, written, errors, notes, loop) -> No
             f'{last.get("n_train")} training configurations, {last.get("oracle_calls")} oracle calls in all.'
         )
     lines += ['', '## Figures', '']
-    for name, figure in written.items():
-        lines.append(f'- {name}: [{figure.name}]({figure.name})')
+    for name, (figure, title) in written.items():
+        lines.append(f'- {name}: [{figure.name}]({figure.name}): {title}')
     for note in notes:
         lines.append(f'- ({note})')
     lines.append('')
@@ -673,6 +681,6 @@ def report_command(pk, folder, rdf_bins, profile):
     _load_profile(profile)
     run = _load_run(pk)
     written = write_report(run, folder, rdf_bins=rdf_bins)
-    for name, path in written.items():
+    for name, (path, _) in written.items():
         click.echo(f'{name}: {path}')
     click.echo(f'summary: {folder / "report.md"}')

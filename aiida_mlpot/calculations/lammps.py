@@ -44,6 +44,7 @@ __all__ = (
     'MIN_DISTANCE',
     'LammpsMdCalculation',
     'LammpsRerunCalculation',
+    'check_md_parameter_types',
     'check_md_parameters',
     'validate_atoms',
     'validate_potential_inputs',
@@ -75,12 +76,10 @@ _MD_REAL_KEYS = ('temperature_K', 'pressure_bar', 'timestep_fs', 'volume_scale',
 _MD_INTEGER_KEYS = ('equilibration_steps', 'production_steps', 'dump_interval', 'seed')
 
 
-def check_md_parameters(parameters: Mapping) -> str | None:
-    """Return an error naming the first bad MD parameter (type, non-finite or impossible value), else None.
+def check_md_parameter_types(parameters: Mapping) -> str | None:
+    """Return an error naming the first MD parameter of the wrong type or not finite, else None.
 
-    The types are checked here, strictly (a string, a boolean or a fractional step count is an error, not
-    something to convert); the keys and the values by
-    :func:`~aiida_mlpot.potentials.lammps_input.validate_md_parameters`.
+    Strict: a string, a boolean or a fractional step count is an error, not something to convert.
     """
     if not isinstance(parameters, Mapping):
         return 'the MD parameters must be a dictionary'
@@ -94,7 +93,16 @@ def check_md_parameters(parameters: Mapping) -> str | None:
         value = parameters.get(key)
         if key in parameters and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
             return f'`{key}` must be an integer, got {value!r}'
-    return validate_md_parameters(dict(parameters))
+    return None
+
+
+def check_md_parameters(parameters: Mapping) -> str | None:
+    """Return an error naming the first bad MD parameter (unknown key, type, non-finite or impossible value).
+
+    The types are checked by :func:`check_md_parameter_types`, the keys and the values by
+    :func:`~aiida_mlpot.potentials.lammps_input.validate_md_parameters`.
+    """
+    return check_md_parameter_types(parameters) or validate_md_parameters(dict(parameters))
 
 
 def validate_potential_inputs(potential: dict, potential_files: Mapping | None, symbols) -> str | None:

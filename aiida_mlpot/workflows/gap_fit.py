@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pathlib
 
 from aiida import orm
@@ -23,6 +24,18 @@ def _validate_gap_fit_namespace(value, _):
     if 'parameters' not in value or 'dataset' not in value:
         return None
     return validate_fit_inputs(value['parameters'].get_dict(), value['dataset'])
+
+
+def _validate_sparse_reduction_factor(value, _):
+    if value is not None and not 0.0 < value.value < 1.0:
+        return f'`sparse_reduction_factor` must be between 0 and 1 (exclusive), got {value.value}'
+    return None
+
+
+def _validate_walltime_factor(value, _):
+    if value is not None and not (math.isfinite(value.value) and value.value > 1.0):
+        return f'`walltime_factor` must be a finite number above 1, got {value.value}'
+    return None
 
 
 def validate_inputs(value, ctx):
@@ -85,13 +98,15 @@ class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
             'sparse_reduction_factor',
             valid_type=orm.Float,
             default=lambda: orm.Float(0.5),
-            help='Factor applied to every n_sparse after an out-of-memory failure.',
+            validator=_validate_sparse_reduction_factor,
+            help='Factor applied to every n_sparse after an out-of-memory failure (between 0 and 1).',
         )
         spec.input(
             'walltime_factor',
             valid_type=orm.Float,
             default=lambda: orm.Float(2.0),
-            help='Factor applied to max_wallclock_seconds after a walltime failure.',
+            validator=_validate_walltime_factor,
+            help='Factor applied to max_wallclock_seconds after a walltime failure (above 1).',
         )
         # Exposing gives a namespace the calculation's valid_type, which turns it dynamic (a plumpy quirk): close
         # them again, so that an unknown key is refused at launch and by the protocol's override check.

@@ -41,6 +41,7 @@ its frames, e.g. ``config_type`` and ``pool_index`` of a selection) and applies 
 
 from __future__ import annotations
 
+import math
 import pathlib
 import re
 from collections.abc import Mapping, Sequence
@@ -56,7 +57,8 @@ from aiida_mlpot.calculations.functions.labelling import (
     cp2k_data_files,
     dataset_to_structures,
 )
-from aiida_mlpot.calculations.ports import define_potential_ports, define_structures_port
+from aiida_mlpot.calculations.lammps import validate_potential_inputs
+from aiida_mlpot.calculations.ports import code_validator, define_potential_ports, define_structures_port
 from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs import cp2k as cp2k_inputs
@@ -101,7 +103,18 @@ def _validate_settings(value, _):
 def _validate_guard(value, _):
     if value is None:
         return None
-    return validate_guard(value.get_dict())
+    guard = value.get_dict()
+    message = validate_guard(guard)
+    if message:
+        return message
+    for key, number in guard.items():
+        if not math.isfinite(number):
+            return f'outlier guard `{key}` must be a finite number, got {number!r}'
+        if key == 'min_frames_for_energy' and (not float(number).is_integer() or number < 1):
+            return f'outlier guard `{key}` must be a positive integer, got {number!r}'
+        if number < 0 or (number == 0 and key != 'energy_floor'):
+            return f'outlier guard `{key}` must be positive, got {number!r}'
+    return None
 
 
 def _validate_options(value, _):
@@ -144,13 +157,33 @@ def _validate_config_overrides(value, settings: dict) -> str | None:
     return None
 
 
+def _prescreen_refuses_all(value) -> str | None:
+    """Return why the prescreen would refuse EVERY configuration (atoms too close), or None.
+
+    A single configuration that is too close is excluded with its reason when the work chain runs; when none
+    would remain, nothing can be labelled and the input is refused here.
+    """
+    guard = {**DEFAULT_GUARD, **(value['guard'].get_dict() if 'guard' in value else {})}
+    if value.get('structures'):
+        frames = {key: node.get_ase() for key, node in value['structures'].items()}
+    else:
+        frames = {config_key(i): atoms for i, atoms in enumerate(value['dataset'].to_ase())}
+    reasons = {key: too_close(atoms, guard['min_distance']) for key, atoms in frames.items()}
+    if all(reasons.values()):
+        key = sorted(reasons)[0]
+        return f'every configuration has atoms too close to be labelled, e.g. {key}: {reasons[key]}'
+    return None
+
+
 def _validate_inputs(value, ctx):
-    """Validate the combination of inputs from what they say (no file is read)."""
+    """Validate the combination of inputs from what they say (no CP2K data file is read)."""
     if ctx is not None and any(port not in ctx for port in ('structures', 'dataset', 'cp2k', 'classical')):
         return None  # exposed by a parent work chain without the configurations: validated when launched
     structures = value.get('structures') or {}
     if bool(structures) == ('dataset' in value):
         return 'give exactly one of `structures` (a non-empty namespace) or `dataset`'
+    if 'dataset' in value and value['dataset'].n_configs == 0:
+        return 'the `dataset` holds no configuration: there is nothing to label'
     if any(not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', key) for key in structures):
         return 'the keys of `structures` must be valid identifiers'
     cp2k = value.get('cp2k') or {}
@@ -169,7 +202,13 @@ def _validate_inputs(value, ctx):
         message = cp2k_inputs.check_elements(settings, _elements(value))
         if message:
             return f'refused before submission: {message}'
-    return None
+    if classical and 'potential' in classical:
+        message = validate_potential_inputs(
+            classical['potential'].get_dict(), classical.get('potential_files', {}), _elements(value)
+        )
+        if message:
+            return f'`classical.potential`: {message}'
+    return _prescreen_refuses_all(value)
 
 
 def failure_reason(node: orm.ProcessNode) -> str:
@@ -210,7 +249,10 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
             populate_defaults=False,
             help='The CP2K oracle (one job per configuration).',
         )
-        spec.input('cp2k.code', valid_type=orm.AbstractCode, help='The `cp2k.psmp` code.')
+        spec.input(
+            'cp2k.code', valid_type=orm.AbstractCode, validator=code_validator('CP2K', 'cp2k.code'),
+            help='The `cp2k.psmp` code.',
+        )  # fmt: skip
         spec.input(
             'cp2k.settings', valid_type=orm.Dict, validator=_validate_settings,
             help='Resolved CP2K settings (aiida_mlpot.inputs.cp2k; made by `get_builder_from_protocol`).',
@@ -227,7 +269,10 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
             'classical', required=False, populate_defaults=False,
             help='The classical oracle (one LAMMPS job for all configurations).',
         )  # fmt: skip
-        spec.input('classical.code', valid_type=orm.AbstractCode, help='The LAMMPS code.')
+        spec.input(
+            'classical.code', valid_type=orm.AbstractCode, validator=code_validator('LAMMPS', 'classical.code'),
+            help='The LAMMPS code.',
+        )  # fmt: skip
         define_potential_ports(spec, 'classical')
         spec.input(
             'options', valid_type=orm.Dict, required=False, validator=_validate_options,

@@ -51,6 +51,13 @@ def validate_unstable_policy(value: orm.Str | None, _) -> str | None:
     return None
 
 
+def validate_max_iterations(value: orm.Int | None, _) -> str | None:
+    """Return an error message unless at least one calculation may run."""
+    if value is not None and value.value < 1:
+        return f'`max_iterations` must be at least 1, got {value.value}'
+    return None
+
+
 def restart_frame_before(steps: list[int], failing_step: int | None) -> int | None:
     """Return the index of the last frame whose step precedes ``failing_step`` (None: there is none).
 
@@ -85,6 +92,7 @@ class MlMdWorkChain(ProtocolMixin, BaseRestartWorkChain):
         # Exposing gives the namespace the calculation's valid_type, which turns it dynamic (a plumpy quirk):
         # close it again, so that an unknown key is refused at launch and by the protocol's override check.
         spec.inputs['md'].dynamic = False
+        spec.inputs['max_iterations'].validator = validate_max_iterations
         spec.input(
             'unstable_policy',
             valid_type=orm.Str,

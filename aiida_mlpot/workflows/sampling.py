@@ -10,7 +10,13 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
 
 from aiida_mlpot.calculations.functions.sampling import collect_failed_state_points, merge_state_point_pools
-from aiida_mlpot.calculations.lammps import LammpsMdCalculation, validate_atoms
+from aiida_mlpot.calculations.lammps import (
+    LammpsMdCalculation,
+    check_md_parameter_types,
+    check_md_parameters,
+    validate_atoms,
+    validate_potential_inputs,
+)
 from aiida_mlpot.calculations.ports import define_potential_ports
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs.sampling import (
@@ -20,8 +26,6 @@ from aiida_mlpot.inputs.sampling import (
     validate_md_parameters_shared,
     validate_state_point,
 )
-from aiida_mlpot.potentials.classical import species_order, validate_potential
-from aiida_mlpot.potentials.lammps_input import validate_md_parameters
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
 
 __all__ = ('SamplingWorkChain', 'state_point_grid', 'state_point_key')
@@ -51,6 +55,8 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
                 'help': 'Inputs of the LAMMPS MD calculations: `code`, `metadata.options`, ...'
             },
         )
+        # Exposing makes the namespace dynamic (a plumpy quirk): close it, so that an unknown key is refused.
+        spec.inputs['md'].dynamic = False
         spec.input('structure', valid_type=orm.StructureData, help='The starting configuration.')
         define_potential_ports(spec)
         spec.input(
@@ -217,11 +223,11 @@ def validate_inputs(value, _) -> str | None:
     if duplicates:
         return f'the state points {duplicates} are given more than once'
     md_parameters = value['md_parameters'].get_dict()
-    message = validate_md_parameters_shared(md_parameters)
+    message = validate_md_parameters_shared(md_parameters) or check_md_parameter_types(md_parameters)
     if message:
-        return message
+        return f'md_parameters: {message}'
     for key, parameters in parameters_by_key(value).items():
-        message = validate_md_parameters(parameters)
+        message = check_md_parameters(parameters)
         if message:
             return f'state point {key}: {message}'
     atoms = value['structure'].get_ase()
@@ -230,4 +236,6 @@ def validate_inputs(value, _) -> str | None:
         return message
     if any('pressure_bar' in point for point in points) and not all(atoms.pbc):
         return 'an NPT run needs a structure that is periodic in all three directions'
-    return validate_potential(value['potential'].get_dict(), species_order(atoms.get_chemical_symbols()))
+    return validate_potential_inputs(
+        value['potential'].get_dict(), value.get('potential_files', {}), atoms.get_chemical_symbols()
+    )

@@ -28,15 +28,39 @@ def _count(node_class) -> int:
 
 def refused(process_class, inputs: dict, match: str) -> str:
     """Launch ``process_class`` with ``inputs``: it must be refused at launch with a ``ValueError`` matching
-    ``match`` (a regular expression), and no process node of any kind may be created. Return the message."""
+    ``match`` (a regular expression), and no process node of any kind may be created. Return the message.
+
+    ``process_class`` may also be a process builder (``inputs`` then updates it).
+    """
     from aiida import orm
-    from aiida.engine import run_get_node
+    from aiida.engine import ProcessBuilder, run_get_node
 
     before = _count(orm.ProcessNode)
     with pytest.raises(ValueError, match=match) as info:
-        run_get_node(process_class, **inputs)
+        if isinstance(process_class, ProcessBuilder):
+            process_class._update(inputs)
+            run_get_node(process_class)
+        else:
+            run_get_node(process_class, **inputs)
     assert _count(orm.ProcessNode) == before, 'a refused launch left a process node'
     return str(info.value)
+
+
+def launch_message(process_class, inputs) -> str | None:
+    """Return the message with which launching ``process_class`` with ``inputs`` would be refused, or None.
+
+    The same validation as a launch (the inputs pre-processed: defaults, serializers; then the spec's
+    validators) without starting anything: for processes where an input that is NOT refused would start a long
+    run (the active-learning loop), so that an xfail case costs nothing.
+    """
+    from aiida.engine import ProcessBuilder
+
+    if isinstance(inputs, ProcessBuilder):
+        inputs = inputs._inputs(prune=True)
+    spec = process_class.spec()
+    processed = spec.inputs.pre_process(dict(inputs))
+    error = spec.inputs.validate(processed)
+    return None if error is None else str(error)
 
 
 def exits(process_class, inputs: dict, match: str, status: int | None = None):

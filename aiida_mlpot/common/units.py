@@ -27,6 +27,8 @@ KCAL_PER_MOL_TO_EV: float = _u.kcal / _u.mol
 AMU_TO_GRAM: float = 1.0 / _u.mol  # 1 g/mol / N_A
 #: 1 Å³ in cm³.
 ANGSTROM3_TO_CM3: float = 1.0e-24
+#: 1 eV/Å² (surface energy) in J/m².
+EV_PER_ANGSTROM2_TO_J_PER_M2: float = _u.m**2 / _u.J
 #: 1 Å²/ps (diffusion coefficient) in cm²/s.
 ANGSTROM2_PER_PS_TO_CM2_PER_S: float = 1.0e-4
 #: 1 fs in ASE time units.

@@ -39,6 +39,7 @@ __all__ = (
     'max_rdf_cutoff',
     'partial_rdfs',
     'rdf_difference',
+    'rdf_overlay_plot',
     'short_range_artefacts',
 )
 
@@ -211,3 +212,38 @@ def short_range_artefacts(
             'g_peak': float(g[peak]),
         }
     return flagged
+
+
+def rdf_overlay_plot(
+    rdfs: Mapping[Pair, Rdf],
+    reference: Mapping[Pair, Rdf],
+    path,
+    labels: tuple[str, str] = ('ML', 'reference'),
+    title: str | None = None,
+) -> None:
+    """Write a PNG with one panel per species pair: g(r) over g_ref(r), the |Δg| score in each panel's title.
+
+    Pairs flagged by :func:`short_range_artefacts` are marked in their title. Uses the Agg backend.
+    """
+    import matplotlib
+
+    matplotlib.use('Agg')
+    from matplotlib.figure import Figure
+
+    pairs = sorted(set(rdfs) & set(reference))
+    scores = rdf_difference(rdfs, reference)
+    artefacts = short_range_artefacts(rdfs, reference)
+    figure = Figure(figsize=(4.2 * max(len(pairs), 1), 3.6), dpi=100)
+    for index, pair in enumerate(pairs):
+        axis = figure.add_subplot(1, len(pairs), index + 1)
+        axis.plot(*reference[pair], color='black', lw=1.5, label=labels[1])
+        axis.plot(*rdfs[pair], color='tab:red', lw=1.2, ls='--', label=labels[0])
+        flag = '  short-range artefact' if pair in artefacts else ''
+        axis.set_title(f'{pair[0]}-{pair[1]}: |Δg| = {scores[pair]:.3f} Å{flag}', fontsize=9)
+        axis.set_xlabel('r (Å)')
+        axis.set_ylabel('g(r)')
+        axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)

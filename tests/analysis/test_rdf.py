@@ -10,6 +10,7 @@ from aiida_mlpot.analysis.rdf import (
     max_rdf_cutoff,
     partial_rdfs,
     rdf_difference,
+    rdf_overlay_plot,
     short_range_artefacts,
 )
 
@@ -222,3 +223,13 @@ def test_counts_agree_with_ase_neighbour_list_in_a_skewed_cell():
     width = r_max / 50
     shell = 4.0 / 3.0 * np.pi * ((r + width / 2) ** 3 - (r - width / 2) ** 3)
     np.testing.assert_allclose(g * n * n / atoms.get_volume() * shell, counts, atol=1e-6)
+
+
+def test_overlay_plot_is_a_png(tmp_path):
+    atoms = bulk('NaCl', 'rocksalt', a=A_NACL, cubic=True).repeat(2)
+    squeezed = atoms.copy()
+    squeezed.positions[1] = squeezed.positions[0] + 0.5 * (squeezed.positions[1] - squeezed.positions[0])
+    path = tmp_path / 'rdf.png'
+    rdf_overlay_plot(partial_rdfs([squeezed], 5.0, 100), partial_rdfs([atoms], 5.0, 100), path, title='NaCl')
+    assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert path.stat().st_size > 10_000

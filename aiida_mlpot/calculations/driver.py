@@ -36,7 +36,6 @@ class DriverCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.inputs['code'].required = True
         spec.inputs['code'].validator = code_validator('python')
         options = spec.inputs['metadata']['options']
         options['input_filename'].default = cls.FILENAME_INPUT

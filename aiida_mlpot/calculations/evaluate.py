@@ -16,6 +16,7 @@ from aiida.common.datastructures import CalcInfo
 from aiida.common.folders import Folder
 
 from aiida_mlpot.calculations.driver import DriverCalculation
+from aiida_mlpot.calculations.ports import missing_code_message
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 
@@ -65,7 +66,9 @@ def validate_inputs(inputs, _) -> str | None:
     """Refuse an empty dataset and species the potential does not know, naming them."""
     if 'dataset' not in inputs or 'potential' not in inputs:
         return None  # reported by the port validation
-    return check_dataset(inputs['dataset'], inputs['potential'].species)
+    return missing_code_message(inputs, 'python') or check_dataset(
+        inputs['dataset'], inputs['potential'].species
+    )
 
 
 class EvaluateCalculation(DriverCalculation):

@@ -9,7 +9,7 @@ from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJob
 
-from aiida_mlpot.calculations.ports import code_validator
+from aiida_mlpot.calculations.ports import code_validator, missing_code_message
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.inputs.gap_fit import (
@@ -93,7 +93,6 @@ class GapFitCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.inputs['code'].required = True
         spec.inputs['code'].validator = code_validator('gap_fit')
         spec.input('dataset', valid_type=DatasetData, help='The training configurations with their labels.')
         spec.input(
@@ -155,7 +154,7 @@ class GapFitCalculation(CalcJob):
             return None
         parameters = value['parameters'].get_dict()
         dataset = value['dataset']
-        message = validate_fit_inputs(parameters, dataset)
+        message = missing_code_message(value, 'gap_fit') or validate_fit_inputs(parameters, dataset)
         if message:
             return message
         options = dict(value.get('metadata', {}).get('options', {}))

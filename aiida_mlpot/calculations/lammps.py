@@ -28,6 +28,7 @@ from aiida_mlpot.calculations.ports import (
     code_validator,
     define_potential_ports,
     define_structures_port,
+    missing_code_message,
     required_files_message,
 )
 from aiida_mlpot.common.keys import config_key
@@ -126,7 +127,6 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
     def define(cls, spec):
         super().define(spec)
         spec.inputs.pop('script')
-        spec.inputs['code'].required = True
         spec.inputs['code'].validator = code_validator('LAMMPS')
         define_potential_ports(spec)
         spec.exit_code(
@@ -143,7 +143,7 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
 
     @classmethod
     def _validate_common(cls, value, frames: list[Atoms]) -> str | None:
-        message = cls.validate_inputs(value, None)
+        message = missing_code_message(value, 'LAMMPS') or cls.validate_inputs(value, None)
         if message:
             return message
         symbols = {symbol for atoms in frames for symbol in atoms.get_chemical_symbols()}

@@ -47,7 +47,7 @@ from ase import Atoms
 
 from aiida_mlpot.calculations.driver import DriverCalculation
 from aiida_mlpot.calculations.lammps import validate_atoms
-from aiida_mlpot.calculations.ports import code_validator
+from aiida_mlpot.calculations.ports import code_validator, missing_code_message
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.extxyz import write_frames
 from aiida_mlpot.data.potential import GapPotentialData
@@ -91,6 +91,9 @@ def validate_inputs(inputs, _):
     """Validate the combination of inputs; return an error message or None."""
     if 'parameters' not in inputs or 'potential' not in inputs:
         return None  # reported by the port validation
+    message = missing_code_message(inputs, 'python')
+    if message:
+        return message
     has_structure, has_restart = 'structure' in inputs, 'restart_from' in inputs
     if has_structure == has_restart:
         return 'give exactly one of `structure` and `restart_from`'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiida import orm
 
@@ -12,10 +12,12 @@ from aiida_mlpot.potentials.classical import validate_potential
 
 __all__ = (
     'CODE_PLUGINS',
+    'check_options',
     'check_potential_lines',
     'code_validator',
     'define_potential_ports',
     'define_structures_port',
+    'missing_code_message',
     'required_files_message',
     'validate_keys_are_labels',
     'validate_potential_port',
@@ -55,6 +57,32 @@ def code_validator(program: str, port: str = 'code') -> Callable:
         )
 
     return validator
+
+
+def missing_code_message(inputs, program: str, port: str = 'code') -> str | None:
+    """Return an error if ``inputs`` (a namespace being launched) has no code; CalcJob's own ``code`` port is
+    optional (for imports), and a missing code would otherwise end as an AttributeError inside aiida-core."""
+    if inputs.get('code') is None:
+        return f'no `{port}` was given: the {program} code that runs this calculation is required'
+    return None
+
+
+def check_options(options) -> None:
+    """Raise ``ValueError`` naming the first key of ``options`` that is not a CalcJob ``metadata.options`` port.
+
+    For the ``options`` argument of ``get_builder_from_protocol``, before it is merged into a builder (where an
+    unknown key would be an ``AttributeError`` of the builder).
+    """
+    from aiida.engine import CalcJob
+
+    if options is None:
+        return
+    if not isinstance(options, Mapping):
+        raise ValueError(f'`options` must be a dictionary of metadata.options, got {options!r}')
+    known = CalcJob.spec().inputs['metadata']['options']
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f'unknown key `{unknown[0]}` in `options`; known: {", ".join(sorted(known))}')
 
 
 def _number(token: str) -> float | None:

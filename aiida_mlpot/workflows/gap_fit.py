@@ -12,6 +12,7 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, ToContext, 
 from aiida_mlpot.calculations.evaluate import EvaluateCalculation, check_dataset
 from aiida_mlpot.calculations.functions.metrics import compute_error_metrics
 from aiida_mlpot.calculations.gap_fit import GapFitCalculation, declared_memory_mb, validate_fit_inputs
+from aiida_mlpot.calculations.ports import check_options, missing_code_message
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs.gap_fit import dataset_stats, plan_memory, reduce_sparse_points
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
@@ -23,7 +24,9 @@ def _validate_gap_fit_namespace(value, _):
     """Validate the fit parameters against the dataset (the memory is planned later, not refused here)."""
     if 'parameters' not in value or 'dataset' not in value:
         return None
-    return validate_fit_inputs(value['parameters'].get_dict(), value['dataset'])
+    return missing_code_message(value, 'gap_fit') or validate_fit_inputs(
+        value['parameters'].get_dict(), value['dataset']
+    )
 
 
 def _validate_sparse_reduction_factor(value, _):
@@ -181,6 +184,7 @@ class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
             raise ValueError('a `test_dataset` needs the `python_code` that evaluates the potential on it')
         if test_dataset is None and 'evaluate' in (overrides or {}):
             raise ValueError('`evaluate` overrides need a `test_dataset`')
+        check_options(options)
         inputs = cls.get_protocol_inputs(protocol, overrides)
         namespaces = ('gap_fit', 'evaluate') if test_dataset is not None else ('gap_fit',)
         if test_dataset is None:

@@ -26,6 +26,8 @@ outcome of the last segment, steps and simulated time of all, ``segments``), ``f
 
 from __future__ import annotations
 
+import math
+import numbers
 import pathlib
 
 from aiida import orm
@@ -34,6 +36,7 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_han
 
 from aiida_mlpot.calculations.functions.ml_md import join_summaries, join_trajectories, segment_inputs
 from aiida_mlpot.calculations.ml_md import MlMdCalculation
+from aiida_mlpot.calculations.ports import check_options
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.engines.parameters import normalise_parameters
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
@@ -161,6 +164,14 @@ class MlMdWorkChain(ProtocolMixin, BaseRestartWorkChain):
         :param pressure_bar: NPT at this pressure; None: NVT.
         :param training: the potential's training set (reference of the relative threshold).
         """
+        for name, value in (('temperature_K', temperature_K), ('pressure_bar', pressure_bar)):
+            if value is None and name == 'pressure_bar':
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f'`{name}` must be a finite number, got {value!r}')
+        if temperature_K <= 0:
+            raise ValueError(f'`temperature_K` must be positive, got {temperature_K!r}')
+        check_options(options)
         inputs = cls.get_protocol_inputs(protocol, overrides)
         md = inputs.setdefault('md', {})
         section = md.setdefault('parameters', {}).setdefault('md', {})

@@ -17,7 +17,7 @@ from aiida_mlpot.calculations.lammps import (
     validate_atoms,
     validate_potential_inputs,
 )
-from aiida_mlpot.calculations.ports import define_potential_ports
+from aiida_mlpot.calculations.ports import check_options, define_potential_ports, missing_code_message
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs.sampling import (
     state_point_grid,
@@ -127,6 +127,17 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         :param state_points: the state points (see :func:`state_point_grid`), a list of dicts or a ``List``.
         :param potential_files: ``SinglefileData`` the potential needs, by key.
         """
+        if not isinstance(potential, Mapping | orm.Dict):
+            raise ValueError(f'`potential` must be a dictionary (or a Dict), got {potential!r}')
+        if not isinstance(state_points, orm.List) and (
+            isinstance(state_points, str | Mapping)
+            or not isinstance(state_points, Sequence)
+            or not all(isinstance(point, Mapping) for point in state_points)
+        ):
+            raise ValueError(
+                f'`state_points` must be a list of dictionaries (see `state_point_grid`), got {state_points!r}'
+            )
+        check_options(options)
         inputs = cls.get_protocol_inputs(protocol, overrides)
         if options:
             inputs = recursive_merge(inputs, {'md': {'metadata': {'options': options}}})
@@ -208,34 +219,48 @@ def parameters_by_key(inputs) -> dict[str, dict]:
 
 
 def validate_inputs(value, _) -> str | None:
-    """Validate the state points, the MD settings, the structure and the potential before any job runs."""
-    if any(key not in value for key in ('structure', 'potential', 'state_points', 'md_parameters')):
+    """Validate the state points, the MD settings, the structure and the potential before any job runs.
+
+    Each part is checked as soon as it is given, so that a parent that exposes this work chain without some of
+    them (the active-learning loop provides the structure and the state points itself) still has the others
+    checked when it is launched.
+    """
+    if 'md_parameters' in value:
+        md_parameters = value['md_parameters'].get_dict()
+        message = validate_md_parameters_shared(md_parameters) or check_md_parameter_types(md_parameters)
+        if message:
+            return f'md_parameters: {message}'
+    if 'state_points' in value:
+        points = value['state_points'].get_list()
+        if not points:
+            return '`state_points` is empty: there is nothing to sample'
+        for point in points:
+            message = validate_state_point(point)
+            if message:
+                return message
+        keys = [state_point_key(point) for point in points]
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicates:
+            return f'the state points {duplicates} are given more than once'
+        if 'md_parameters' in value:
+            for key, parameters in parameters_by_key(value).items():
+                message = check_md_parameters(parameters)
+                if message:
+                    return f'state point {key}: {message}'
+    if 'structure' not in value:
         return None
-    points = value['state_points'].get_list()
-    if not points:
-        return '`state_points` is empty: there is nothing to sample'
-    for point in points:
-        message = validate_state_point(point)
-        if message:
-            return message
-    keys = [state_point_key(point) for point in points]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        return f'the state points {duplicates} are given more than once'
-    md_parameters = value['md_parameters'].get_dict()
-    message = validate_md_parameters_shared(md_parameters) or check_md_parameter_types(md_parameters)
+    message = missing_code_message(value.get('md', {}), 'LAMMPS', 'md.code')
     if message:
-        return f'md_parameters: {message}'
-    for key, parameters in parameters_by_key(value).items():
-        message = check_md_parameters(parameters)
-        if message:
-            return f'state point {key}: {message}'
+        return message
     atoms = value['structure'].get_ase()
     message = validate_atoms(atoms)
     if message:
         return message
+    points = value['state_points'].get_list() if 'state_points' in value else []
     if any('pressure_bar' in point for point in points) and not all(atoms.pbc):
         return 'an NPT run needs a structure that is periodic in all three directions'
+    if 'potential' not in value:
+        return None
     return validate_potential_inputs(
         value['potential'].get_dict(), value.get('potential_files', {}), atoms.get_chemical_symbols()
     )

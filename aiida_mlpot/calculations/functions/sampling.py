@@ -17,7 +17,8 @@ def merge_state_point_pools(**datasets: DatasetData) -> DatasetData:
 
     :param datasets: the ``dataset`` output of each state point's MD run, keyed by the state point label.
     :return: the pool, frames in the order of the state points and, within each, of the MD steps; every frame
-        keeps ``source_uuid`` (the MD calculation) and ``step``.
+        keeps ``source_uuid`` (the MD calculation) and ``step``: ``md_uuid`` and ``md_step`` of the pool's
+        ``lineage`` attribute (docs/lineage.md).
     """
     frames = []
     for key, dataset in datasets.items():

@@ -57,7 +57,8 @@ def select_configurations(pool: DatasetData, spec: orm.Dict) -> dict:
     :param spec: ``{'seed': int, 'allow_fewer': bool, 'steps': [{'method': ..., 'n': ..., ...}, ...]}``; see
         :mod:`aiida_mlpot.selection.compose`.
     :return: ``selected`` (DatasetData of the selected configurations, in pool order; each frame keeps its
-        info, e.g. ``source_uuid`` and ``step``, and gets ``pool_index`` and ``pool_uuid``), ``structures``
+        info, e.g. ``source_uuid`` and ``step``, and gets ``pool_index`` and ``pool_uuid``, which are also its
+        ``pool_index``/``pool_uuid`` in the ``lineage`` attribute of the dataset; docs/lineage.md), ``structures``
         (namespace of one StructureData per selected configuration, ``config_00000`` being frame 0 of
         ``selected``), and ``record`` (Dict: seed, pool size, and per step the method, n, seed and the pool
         indices it kept).

@@ -626,7 +626,11 @@ def _write_markdown(path, run, rows, source, written, errors, notes, loop) -> No
         )
         + f'; hard limits {loop["max_iterations"]} iterations, {loop["max_oracle_calls"]} oracle calls.'
     )
-    lines += ['', '## Final errors', '']
+    lines += [
+        '',
+        '## Final errors' if node.is_terminated else '## Errors of the latest potential (the run goes on)',
+        '',
+    ]
     potential = run.potential()
     if potential is not None:
         lines.append(f'Potential: GapPotentialData<{potential.pk}> (uuid {potential.uuid}).')

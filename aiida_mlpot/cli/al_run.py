@@ -120,7 +120,7 @@ class ActiveLearningRun:
         """Return the learning curve and where it comes from: the ``learning_curve`` output, or the graph."""
         if 'learning_curve' in self.node.outputs:
             return self.node.outputs.learning_curve.get_dict(), 'learning_curve output'
-        return self.curve_from_graph(), 'finished iterations in the graph (the run has no learning_curve yet)'
+        return self.curve_from_graph(), 'graph: the iterations assessed so far'
 
     def pending(self) -> dict | None:
         """Return the iteration under way (launched, not assessed) and the state of its replicas, or None."""

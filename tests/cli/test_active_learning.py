@@ -278,3 +278,14 @@ def test_dataset_list_shows_label_and_creator(aiida_profile):
     assert 'Created by' in result.output and 'audit_07' in result.output
     assert re.search(rf'^\s*{node.pk}\s', result.output, re.M)
     assert not re.search(rf'^\s*{other.pk}\s', result.output, re.M)
+
+
+def test_every_command_is_in_the_reference():
+    import pathlib
+
+    reference = (pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'reference' / 'cli.md').read_text()
+    names = []
+    for name, command in cli.commands.items():
+        names += [f'{name} {sub}' for sub in getattr(command, 'commands', {})] or [name]
+    for name in names:
+        assert f'`aiida-mlpot {name}' in reference, name

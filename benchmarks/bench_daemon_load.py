@@ -1,0 +1,232 @@
+"""Load through the daemon: N small teacher-labelling jobs on a PostgreSQL + RabbitMQ profile with two workers.
+
+Each job is a ``LammpsRerunCalculation`` (the classical teacher of ``LabellingWorkChain``) of one 8-atom NaCl cell
+(Tosi-Fumi + Ewald, the real Debian ``lmp``) on a ``core.direct`` computer on this machine, submitted to a daemon
+of ``--workers`` workers. The script starts its own PostgreSQL and RabbitMQ (scripts/services/services.py) and a
+throw-away AiiDA configuration, and stops everything at the end.
+
+Printed: how many finished ok / failed / excepted / never terminated (lost), messages left in RabbitMQ's
+queues, the throughput, the wall time per process (makespan / N, the figure of AiiDA's performance page,
+docs/source/topics/performance.rst of aiida-core: about 0.2 s per process on a fast workstation, up to ~2 s on
+slow setups; the issue quotes 0.1-0.5 s), and the CPU seconds per process spent by the daemon workers, by
+PostgreSQL and by RabbitMQ (the engine's own overhead, without the LAMMPS runs).
+
+    .venv/bin/python benchmarks/bench_daemon_load.py [--n 500] [--workers 2] [--slots 10]
+
+``--slots`` is ``daemon.worker_process_slots`` per worker: how many processes a worker runs at once. With
+``core.direct`` every running CalcJob is a process on this machine, so it is kept small (10) on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'scripts' / 'services'))
+
+import services as scaleout_services  # noqa: E402  (scripts/services/services.py)
+
+
+def cpu_seconds(pids: list[int], children: bool = True) -> float:
+    """User + system CPU seconds of ``pids`` (and of their live child processes)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            members = [process] + (process.children(recursive=True) if children else [])
+        except psutil.NoSuchProcess:
+            continue
+        for member in members:
+            try:
+                times = member.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--n', type=int, default=500, help='number of jobs (default 500)')
+    parser.add_argument('--workers', type=int, default=2, help='daemon workers (default 2)')
+    parser.add_argument('--slots', type=int, default=10, help='daemon.worker_process_slots per worker')
+    parser.add_argument('--timeout', type=float, default=3600.0, help='seconds to wait for all jobs')
+    parser.add_argument('--json', type=pathlib.Path, help='also write the figures here')
+    args = parser.parse_args()
+
+    for name in ('postgres', 'rabbitmq'):
+        reason = scaleout_services.missing_requirements(name)
+        if reason:
+            print(f'cannot run: {reason}')
+            return 1
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix='mlpot-bench-daemon-'))
+    os.environ['AIIDA_PATH'] = str(workdir / 'aiida-config')  # before aiida reads its configuration
+    os.environ['PATH'] = f'{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ["PATH"]}'
+
+    with scaleout_services.Services() as services:
+        postgres = services.start_postgres()
+        broker = services.start_rabbitmq()
+        print(f'services started: {json.dumps({k: round(v, 1) for k, v in services.timings.items()})} s')
+
+        import aiida
+        import aiida_setup  # scripts/services/aiida_setup.py
+        from aiida import orm
+        from aiida.engine.daemon.client import get_daemon_client
+        from aiida.manage import get_manager
+        from aiida.manage.configuration import get_config
+        from aiida.plugins import CalculationFactory
+        from ase.build import bulk
+
+        from aiida_mlpot.presets import nacl_tosi_fumi
+
+        name = 'bench-daemon'
+        profile = aiida_setup.create_profile(name, postgres, broker, workdir / 'repository')
+        profile.set_option('daemon.worker_process_slots', args.slots)
+        get_config().update_profile(profile)
+        get_config().store()
+        aiida.load_profile(name)
+        computer = aiida_setup.direct_computer('local', workdir / 'work')
+        code = aiida_setup.installed_code(computer, 'lmp', 'lmp', 'mlpot.lammps.rerun')
+        potential = orm.Dict(nacl_tosi_fumi(cutoff=5.5, kspace_accuracy=1.0e-5)).store()
+        LammpsRerunCalculation = CalculationFactory('mlpot.lammps.rerun')
+
+        builders = []
+        for index in range(args.n):
+            atoms = bulk('NaCl', 'rocksalt', a=5.64, cubic=True)
+            atoms.rattle(0.05, seed=index)  # every job its own configuration
+            builder = LammpsRerunCalculation.get_builder()
+            builder.code = code
+            builder.potential = potential
+            builder.structures = {'config_00000': orm.StructureData(ase=atoms)}
+            builder.metadata.options = {
+                'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+                'max_wallclock_seconds': 600,
+                'withmpi': False,
+            }
+            builders.append(builder)
+
+        client = get_daemon_client()
+        client.start_daemon(number_workers=args.workers)
+        try:
+            figures = run(args, services, client, builders)
+        finally:
+            client.stop_daemon(wait=True)
+            get_manager().reset_profile()  # close our database and broker connections before the services stop
+    report(args, figures)
+    return (
+        0
+        if figures['states'].get('finished_ok', 0) == args.n and figures['messages_left_in_rabbitmq'] == 0
+        else 1
+    )
+
+
+def run(args, services, client, builders) -> dict:
+    """Submit the builders to the running daemon, wait, and return the figures."""
+    from aiida import orm
+    from aiida.engine import submit
+
+    time.sleep(2)
+    worker_pids = sorted(int(w['pid']) for w in client.get_worker_info()['info'].values())
+    rabbit_pids = [services.rabbitmq.processes[-1].pid]
+    postgres_pids = [services.postgres.processes[0].pid]
+    cpu_before = {
+        'workers': cpu_seconds(worker_pids, children=False),
+        'postgres': cpu_seconds(postgres_pids),
+        'rabbitmq': cpu_seconds(rabbit_pids),
+    }
+    print(f'daemon: {args.workers} workers {worker_pids}, {args.slots} slots each; submitting {args.n} jobs')
+
+    start = time.monotonic()
+    pks = [submit(builder).pk for builder in builders]
+    submitted = time.monotonic() - start
+    print(f'submitted {args.n} in {submitted:.1f} s ({submitted / args.n * 1e3:.1f} ms each)')
+
+    def terminated() -> int:
+        query = orm.QueryBuilder().append(
+            orm.CalcJobNode,
+            filters={
+                'id': {'in': pks},
+                'attributes.process_state': {'in': ['finished', 'excepted', 'killed']},
+            },
+        )
+        return query.count()
+
+    done, last_report = 0, 0.0
+    while done < args.n and time.monotonic() - start < args.timeout:
+        time.sleep(2.0)
+        done = terminated()
+        if time.monotonic() - last_report > 30:
+            print(f'  {time.monotonic() - start:7.1f} s: {done}/{args.n} terminated', flush=True)
+            last_report = time.monotonic()
+    makespan = time.monotonic() - start
+    # the CPU of the workers, the database and the broker (children: PostgreSQL backends, Erlang helpers)
+    cpu_after = {
+        'workers': cpu_seconds(worker_pids, children=False),
+        'postgres': cpu_seconds(postgres_pids),
+        'rabbitmq': cpu_seconds(rabbit_pids),
+    }
+    workers_alive = sorted(int(w['pid']) for w in client.get_worker_info()['info'].values())
+
+    nodes = [orm.load_node(pk) for pk in pks]
+    states = {}
+    for node in nodes:
+        key = node.process_state.value if node.process_state else 'unknown'
+        if node.is_finished:
+            key = 'finished_ok' if node.is_finished_ok else f'finished_{node.exit_status}'
+        states[key] = states.get(key, 0) + 1
+    lifetimes = sorted((node.mtime - node.ctime).total_seconds() for node in nodes if node.is_terminated)
+    queues = services.rabbitmq.ctl('list_queues', 'name', 'messages', '--quiet', '--no-table-headers')
+    left = sum(
+        int(line.split()[-1])
+        for line in queues.splitlines()
+        if line.split()[-1:] and line.split()[-1].isdigit()
+    )
+
+    n_ok = states.get('finished_ok', 0)
+    figures = {
+        'n': args.n,
+        'workers': args.workers,
+        'slots_per_worker': args.slots,
+        'states': states,
+        'lost': args.n
+        - sum(v for k, v in states.items() if k.startswith('finished') or k in ('excepted', 'killed')),
+        'messages_left_in_rabbitmq': left,
+        'workers_restarted': workers_alive != worker_pids,
+        'submit_s': submitted,
+        'makespan_s': makespan,
+        'throughput_per_s': n_ok / makespan,
+        'throughput_per_hour': 3600 * n_ok / makespan,
+        'wall_per_process_s': makespan / args.n,
+        'lifetime_median_s': lifetimes[len(lifetimes) // 2] if lifetimes else None,
+        'cpu_per_process_s': {k: (cpu_after[k] - cpu_before[k]) / args.n for k in cpu_before},
+        'load_average': os.getloadavg(),
+    }
+    return figures
+
+
+def report(args, figures: dict) -> None:
+    """Print the figures (and write them as JSON with --json)."""
+    n_ok, left = figures['states'].get('finished_ok', 0), figures['messages_left_in_rabbitmq']
+    print(json.dumps(figures, indent=2))
+    print(
+        f'{n_ok}/{args.n} finished ok, {figures["lost"]} lost, {left} messages left in RabbitMQ; '
+        f'throughput {figures["throughput_per_s"]:.2f} jobs/s ({figures["throughput_per_hour"]:.0f}/h); '
+        f'wall per process {figures["wall_per_process_s"]:.3f} s (AiiDA documents ~0.2 s on a fast workstation; '
+        f'0.1-0.5 s quoted); CPU per process: workers {figures["cpu_per_process_s"]["workers"]:.3f} s, '
+        f'PostgreSQL {figures["cpu_per_process_s"]["postgres"]:.3f} s, '
+        f'RabbitMQ {figures["cpu_per_process_s"]["rabbitmq"]:.3f} s; load average {figures["load_average"]}'
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Fixtures of the scale-out tests: the real services (PostgreSQL, RabbitMQ, SLURM + munge) on loopback, an AiiDA
+profile on them with a daemon of two workers, and a runner for tests/scaleout/driver.py.
+
+Every service process and the daemon are stopped by the finalizers, also when a test fails. The tests are
+skipped, with the reason, where a Debian package is missing (scripts/bootstrap.sh installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'scripts' / 'services'))
+
+import services as scaleout_services  # noqa: E402  (scripts/services/services.py)
+
+DRIVER = pathlib.Path(__file__).with_name('driver.py')
+VERDI = pathlib.Path(sys.executable).with_name('verdi')
+WORKERS = 2
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'scaleout: needs PostgreSQL, RabbitMQ and SLURM (started by tests/scaleout)'
+    )
+
+
+class ScaleOut:
+    """The running services, the profile name, and the environment that reaches them."""
+
+    def __init__(self, services, profile: str, env: dict[str, str], timings: dict[str, float]):
+        self.services = services
+        self.profile = profile
+        self.env = env
+        self.timings = timings
+
+    def driver(self, command: str, *args: str, timeout: float = 1200.0) -> dict:
+        """Run ``driver.py command`` on the scale-out profile and return its JSON result."""
+        result = subprocess.run(
+            [sys.executable, str(DRIVER), command, '--name', self.profile, *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        lines = [line for line in result.stdout.splitlines() if line.startswith('RESULT ')]
+        if result.returncode or not lines:
+            raise AssertionError(
+                f'driver {command} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}'
+            )
+        return json.loads(lines[-1][len('RESULT ') :])
+
+    def verdi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``verdi -p <profile> args``."""
+        result = subprocess.run(
+            [str(VERDI), '-p', self.profile, *args], env=self.env, capture_output=True, text=True, timeout=300
+        )
+        if check and result.returncode:
+            raise AssertionError(f'verdi {" ".join(args)} failed: {result.stdout}\n{result.stderr}')
+        return result
+
+    def daemon_pids(self) -> list[int]:
+        """Return the PIDs of the daemon workers (``verdi daemon status`` through the daemon client)."""
+        code = (
+            'import json, aiida; from aiida.engine.daemon.client import get_daemon_client; '
+            f'aiida.load_profile("{self.profile}"); info = get_daemon_client().get_worker_info(); '
+            'print(json.dumps(sorted(int(w["pid"]) for w in info["info"].values())))'
+        )
+        result = subprocess.run([sys.executable, '-c', code], env=self.env, capture_output=True, text=True)
+        return json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else []
+
+
+@pytest.fixture(scope='package')
+def scaleout(tmp_path_factory):
+    """PostgreSQL + RabbitMQ + SLURM on loopback, a ``core.psql_dos`` profile with caching for the oracle
+    calculations, its computers and codes (driver.py setup) and a daemon with two workers."""
+    for name in ('postgres', 'rabbitmq', 'slurm'):
+        reason = scaleout_services.missing_requirements(name)
+        if reason:
+            pytest.skip(f'scale-out services unavailable: {reason}')
+    start = time.monotonic()
+    services = scaleout_services.Services(keep=bool(os.environ.get('MLPOT_KEEP_SERVICES')))
+    env = dict(os.environ)
+    profile = f'scaleout-{secrets.token_hex(4)}'
+    started_daemon = False
+    try:
+        info = {
+            'postgres': services.start_postgres(),
+            'rabbitmq': services.start_rabbitmq(),
+            'slurm': services.start_slurm(),
+        }
+        timings = dict(services.timings)
+        info_file = services.folder / 'services.json'
+        info_file.write_text(json.dumps(info))
+        workdir = tmp_path_factory.mktemp('scaleout')
+        env.update(services.slurm.environment())
+        env['AIIDA_PATH'] = str(workdir / 'aiida-config')  # a private AiiDA configuration folder
+        env['PATH'] = (
+            f'{VERDI.parent}{os.pathsep}{env.get("PATH", "")}'  # verdi, gap_fit, the daemon's python
+        )
+        scaleout = ScaleOut(services, profile, env, timings)
+        setup_start = time.monotonic()
+        scaleout.setup = scaleout.driver(
+            'setup', '--services', str(info_file), '--workdir', str(workdir), timeout=600
+        )
+        timings['profile_setup'] = time.monotonic() - setup_start
+        daemon_start = time.monotonic()
+        started_daemon = True
+        scaleout.verdi('daemon', 'start', str(WORKERS))
+        timings['daemon_start'] = time.monotonic() - daemon_start
+        timings['total_start'] = time.monotonic() - start
+        print(f'scale-out services and daemon started: {json.dumps(timings)}')
+        yield scaleout
+    finally:
+        stop_start = time.monotonic()
+        if started_daemon:
+            result = subprocess.run(
+                [str(VERDI), '-p', profile, 'daemon', 'stop'],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if result.returncode:
+                print(f'verdi daemon stop: {result.stdout} {result.stderr}')
+        codes = services.stop()
+        print(f'scale-out services stopped in {time.monotonic() - stop_start:.1f} s: {codes}')

@@ -1,0 +1,88 @@
+"""Scale-out end to end: labelling (LAMMPS teacher, CP2K xTB) and fitting (gap_fit) as SLURM jobs submitted by
+the daemon of a PostgreSQL + RabbitMQ profile; label reuse through AiiDA caching of the oracle calculations."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.scaleout]
+
+
+def test_services_are_private_and_on_loopback(scaleout):
+    """The profile is on core.psql_dos + core.rabbitmq; RabbitMQ has consumer_timeout off; SLURM node idle."""
+    result = scaleout.verdi('profile', 'show', scaleout.profile)
+    assert 'core.psql_dos' in result.stdout and 'core.rabbitmq' in result.stdout
+    assert "'127.0.0.1'" in result.stdout or '127.0.0.1' in result.stdout
+    services = scaleout.services
+    assert services.postgres.info()['run_as'] == (
+        'postgres' if services.postgres.user else services.postgres.run_as
+    )
+    value = services.rabbitmq.ctl('eval', 'application:get_env(rabbit, consumer_timeout).').strip()
+    assert value == '{ok,undefined}'
+    assert services.slurm.node_state() in ('idle', 'mix', 'alloc')
+    assert len(scaleout.daemon_pids()) == 2
+    assert all(scaleout.services.alive().values())
+
+
+def test_labelling_and_fitting_run_as_slurm_jobs(scaleout):
+    """Teacher labels, CP2K xTB labels and a GAP fit, every CalcJob a SLURM job submitted through the daemon."""
+    result = scaleout.driver('e2e')
+    print(f'scale-out e2e (labelling + fitting through SLURM): {result["wall_s"]:.1f} s')
+    for stage in ('teacher', 'xtb', 'fit'):
+        assert result[stage] is not None, f'{stage} was not submitted: {result}'
+        assert result[stage]['finished_ok'], f'{stage} failed: {result[stage]}'
+    assert result['teacher']['n_labelled'] == 10
+    assert result['xtb']['n_labelled'] == 2
+    assert 0.0 < result['xtb']['max_force'] < 10.0
+    assert result['fit']['species'] == ['Cl', 'Na']
+
+    completed = scaleout.services.slurm.completed_jobs()  # SLURM's own job-completion log
+    accounts = {'teacher': 'mlpot-label', 'xtb': 'mlpot-label', 'fit': 'mlpot-fit'}
+    labels = {'teacher': {'LammpsRerunCalculation'}, 'xtb': {'Cp2kCalculation'}}
+    labels['fit'] = {'GapFitCalculation'}
+    for stage, account in accounts.items():
+        calcjobs = result[stage]['calcjobs']
+        assert labels[stage] <= {fact['process_label'] for fact in calcjobs}
+        for fact in calcjobs:
+            assert fact['scheduler'] == 'core.slurm' and fact['computer'] == 'slurm'
+            assert fact['exit_status'] == 0 and fact['cached_from'] is None
+            job = completed[int(fact['job_id'])]  # the job id AiiDA recorded is a job SLURM ran
+            assert job['JobState'] == 'COMPLETED' and job['ExitCode'] == '0:0'
+            assert job['Account'] == account
+            assert f'#SBATCH --account={account}' in fact['sbatch']
+            assert any(line.startswith('#SBATCH --time=') for line in fact['sbatch'])
+    fit_job = next(f for f in result['fit']['calcjobs'] if f['process_label'] == 'GapFitCalculation')
+    assert '#SBATCH --mem=2048' in fit_job['sbatch']  # max_memory_kb = 2 GiB
+    assert 'mem=2G' in completed[int(fit_job['job_id'])]['Tres']
+    # slurmctld's log agrees
+    log = (scaleout.services.slurm.folder / 'slurmctld.log').read_text()
+    assert f'JobId={fit_job["job_id"]} ' in log
+
+
+def test_relabelling_reuses_cached_oracle_results(scaleout):
+    """Caching on for the oracle calculations: relabelling 2 of 3 configurations with the same code and settings
+    reuses their CP2K results (cached nodes in the graph); only the new configuration runs."""
+    result = scaleout.driver('caching')
+    first, second = result['first'], result['second']
+    assert first['finished_ok'] and second['finished_ok'], result
+    run_first = [f for f in first['calcjobs'] if f['process_label'] == 'Cp2kCalculation']
+    run_second = [f for f in second['calcjobs'] if f['process_label'] == 'Cp2kCalculation']
+    assert len(run_first) == 2 and len(run_second) == 3
+    assert all(f['cached_from'] is None for f in run_first)
+    cached = [f for f in run_second if f['cached_from'] is not None]
+    fresh = [f for f in run_second if f['cached_from'] is None]
+    assert len(cached) == 2 and len(fresh) == 1
+    assert (
+        len(result['cache_sources_in_first_run']) == 2
+    )  # each cached node points at a first-run calculation
+    # a cached node is a copy: it carries the SLURM job id of its source, no new job ran for it
+    assert {f['job_id'] for f in cached} <= {f['job_id'] for f in run_first}
+    completed = scaleout.services.slurm.completed_jobs()
+    assert int(fresh[0]['job_id']) in completed
+    for key, energy in first['energies'].items():
+        assert second['energies'][key] == energy  # the same labels
+    saved = len(cached) / len(run_second)
+    print(
+        f'caching: {len(cached)} of {len(run_second)} oracle calls reused ({100 * saved:.0f} % saved); '
+        f'first run {first["wall_s"]:.1f} s for 2, second {second["wall_s"]:.1f} s for 3'
+    )

@@ -6,7 +6,9 @@ Run it with `bash scripts/run-example.sh --loop` (sets everything up first) or, 
 classical sampling, the initial selection, labels from the classical teacher (Tosi-Fumi + Ewald: physically
 meaningful and fast), a `fast` GAP fit on top of a Coulomb baseline (Δ-learning), then explorations by ML MD
 that are audited by the teacher, until every replica runs stably and the audited error is small. It prints the
-iteration table at the end; `verdi process show PK` and `verdi process report PK` tell the rest.
+iteration table at the end, then the PK of the run and the commands that show it: `aiida-mlpot status PK` (the
+same table, also while it runs), `aiida-mlpot report PK --out DIR` (figures and a summary), `verdi process status
+PK` (the call tree) and `verdi process report PK` (every step's report line).
 """
 
 from __future__ import annotations
@@ -14,29 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-
-
-def iteration_table(curve: dict) -> str:
-    """Return the learning curve as a text table."""
-    header = (
-        f'{"it":>3} {"n_train":>7} {"oracle":>6} {"test F":>8} {"audit F":>8} {"audit E":>8} '
-        f'{"triggers":>8} {"unstable":>8}  replicas (outcome@steps)'
-    )
-    lines = [header, f'{"":>3} {"":>7} {"calls":>6} {"eV/Å":>8} {"eV/Å":>8} {"meV/at":>8}']
-
-    def number(value, digits=4):
-        return f'{value:.{digits}g}' if value is not None else '-'
-
-    for row in curve['iterations']:
-        replicas = ', '.join(
-            f'{key} {item["outcome"]}@{item["steps"]}' for key, item in row['replicas'].items()
-        )
-        lines.append(
-            f'{row["iteration"]:>3} {row["n_train"]:>7} {row["oracle_calls"]:>6} {number(row["test_force_rmse"]):>8} '
-            f'{number(row["audit_force_rmse"]):>8} {number(row["audit_energy_rmse"]):>8} {row["n_triggers"]:>8} '
-            f'{row["n_unstable"]:>8}  {replicas}'
-        )
-    return '\n'.join(lines)
 
 
 def main(argv: list[str] | None = None):
@@ -49,6 +28,7 @@ def main(argv: list[str] | None = None):
     from aiida import load_profile, orm
     from aiida.engine import run_get_node
 
+    from aiida_mlpot.cli.active_learning import iteration_table
     from aiida_mlpot.presets import nacl_tosi_fumi
     from aiida_mlpot.structures import random_box
     from aiida_mlpot.workflows.active_learning import ActiveLearningWorkChain
@@ -78,7 +58,7 @@ def main(argv: list[str] | None = None):
         f'\n== {node.process_label}<{node.pk}> finished with exit status {node.exit_status} in {elapsed:.0f} s'
     )
     if 'learning_curve' in results:
-        print(iteration_table(results['learning_curve'].get_dict()))
+        print(iteration_table(results['learning_curve'].get_dict()['iterations']))
     if 'stopping' in results:
         stopping = results['stopping'].get_dict()
         print(f'stopped: {stopping["criterion"]}: {stopping["reason"]}')
@@ -89,7 +69,10 @@ def main(argv: list[str] | None = None):
             f'configurations; test set of {len(results["test_set"])}: force RMSE {metrics["forces"]["rmse"]:.4g} '
             f'eV/Å, energy RMSE {metrics["energy_per_atom"]["rmse"]:.4g} meV/atom'
         )
-    print(f'inspect it: verdi process show {node.pk}; verdi process report {node.pk}')
+    print(f'\nthe run is ActiveLearningWorkChain<{node.pk}>; look at it with')
+    print(f'  aiida-mlpot status {node.pk}')
+    print(f'  aiida-mlpot report {node.pk} --out report_{node.pk}')
+    print(f'  verdi process status {node.pk}')
     return 0 if node.is_finished_ok else 1
 
 

@@ -45,6 +45,9 @@ from aiida_mlpot.calculations.functions.active_learning import (
 )
 from aiida_mlpot.calculations.functions.selection import select_configurations, split_dataset
 from aiida_mlpot.calculations.gap_fit import declared_memory_mb
+from aiida_mlpot.calculations.lammps import validate_potential_inputs
+from aiida_mlpot.calculations.ports import define_potential_ports
+from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.inputs.gap_fit import DatasetStats, dataset_stats, plan_memory
@@ -140,6 +143,14 @@ def validate_inputs(value, _) -> str | None:
             message = check(value[port].get_dict())
             if message:
                 return f'`{port}`: {message}'
+    if 'classical_potential' in value and 'structure' in value:
+        message = validate_potential_inputs(
+            value['classical_potential'].get_dict(),
+            value.get('potential_files'),
+            value['structure'].get_ase().get_chemical_symbols(),
+        )
+        if message:
+            return f'`classical_potential`: {message}'
     if 'structure' in value and 'classical_potential' in value and 'delta_learning' in value:
         potential = value['classical_potential'].get_dict()
         if value['delta_learning'].value and is_coulombic(potential):
@@ -238,13 +249,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         """Define the process specification."""
         super().define(spec)
         spec.input('structure', valid_type=orm.StructureData, help='The starting configuration.')
-        spec.input(
-            'classical_potential',
-            valid_type=orm.Dict,
+        define_potential_ports(
+            spec,
+            name='classical_potential',
             help='The classical force field of the sampling MD (any LAMMPS pair style; the classical oracle too).',
-        )
-        spec.input_namespace(
-            'potential_files', valid_type=orm.SinglefileData, required=False, help='Files it refers to.'
         )
         spec.input(
             'state_points',
@@ -454,19 +462,21 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             )
         for key in ('structures', 'dataset'):
             labelling.pop(key, None)
-        builder.labelling = labelling
+        builder.labelling = _set_inputs(labelling)  # without the other oracle's (empty) namespace
 
         ports = cls.spec().inputs
         fitting = GapFitWorkChain.get_protocol_inputs(name, inputs.get('fitting'))
         exploration = MlMdWorkChain.get_protocol_inputs(name, inputs.get('exploration'))
-        for namespace, child in (('gap_fit', fitting), ('evaluate', fitting), ('md', exploration)):
-            metadata = child.setdefault(namespace, {}).setdefault('metadata', {})
+        for namespace, child, code in (
+            ('gap_fit', fitting, codes['gap_fit']),
+            ('evaluate', fitting, codes['python']),
+            ('md', exploration, codes['python']),
+        ):
+            child.setdefault(namespace, {})['code'] = code  # with the code: the namespace is validated whole
+            metadata = child[namespace].setdefault('metadata', {})
             metadata['options'] = {**metadata.get('options', {}), **(options or {})}
         populate_builder(builder.fitting, fitting, ports['fitting'])
-        builder.fitting.gap_fit.code = codes['gap_fit']
-        builder.fitting.evaluate.code = codes['python']
         populate_builder(builder.exploration, exploration, ports['exploration'])
-        builder.exploration.md.code = codes['python']
         return builder
 
     # --- steps ------------------------------------------------------------------------------------------------
@@ -557,6 +567,16 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         """Label ``ctx.to_label`` with the oracle."""
         inputs = AttributeDict(self.exposed_inputs(LabellingWorkChain, 'labelling'))
         inputs.dataset = self.ctx.to_label
+        overrides = inputs.get('cp2k', {}).get('config_overrides')
+        if overrides is not None:
+            # keyed `config_00001`, ...: they apply to that configuration of every labelling that has one
+            keys = {config_key(index) for index in range(len(self.ctx.to_label))}
+            inputs.cp2k = AttributeDict(inputs.cp2k)
+            kept = {key: value for key, value in overrides.get_dict().items() if key in keys}
+            if kept:
+                inputs.cp2k.config_overrides = orm.Dict(kept)
+            else:
+                del inputs.cp2k['config_overrides']
         label = 'label_initial' if self.ctx.iteration == 0 else f'label_{self.ctx.iteration:02d}'
         inputs.metadata = {'call_link_label': label}
         self.ctx.oracle_calls += len(self.ctx.to_label)
@@ -818,6 +838,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             f'converged after {verdict["iteration"]} iterations and {verdict["oracle_calls"]} oracle calls'
         )
         return None
+
+
+def _set_inputs(namespace: Mapping) -> dict:
+    """Return the inputs set in a builder ``namespace`` as a plain nested dict, empty namespaces left out."""
+    inputs = {}
+    for key, value in namespace.items():
+        if isinstance(value, Mapping) and not isinstance(value, orm.Data):
+            value = _set_inputs(value)
+            if not value:
+                continue
+        inputs[key] = value
+    return inputs
 
 
 def _failure(node) -> str:

@@ -14,7 +14,7 @@ from aiida_mlpot.calculations.functions.metrics import compute_error_metrics
 from aiida_mlpot.calculations.gap_fit import GapFitCalculation, declared_memory_mb, validate_fit_inputs
 from aiida_mlpot.calculations.ports import check_options, missing_code_message
 from aiida_mlpot.data.dataset import DatasetData
-from aiida_mlpot.inputs.gap_fit import dataset_stats, plan_memory, reduce_sparse_points
+from aiida_mlpot.inputs.gap_fit import dataset_stats, plan_memory, reduce_sparse_points, validate_parameters
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 
 __all__ = ('GapFitWorkChain', 'validate_inputs')
@@ -22,7 +22,10 @@ __all__ = ('GapFitWorkChain', 'validate_inputs')
 
 def _validate_gap_fit_namespace(value, _):
     """Validate the fit parameters against the dataset (the memory is planned later, not refused here)."""
-    if 'parameters' not in value or 'dataset' not in value:
+    if 'parameters' in value and 'dataset' not in value:
+        # exposed by a parent that provides the training set itself (the loop): the parameters alone
+        return validate_parameters(value['parameters'].get_dict())
+    if 'parameters' not in value:
         return None
     return missing_code_message(value, 'gap_fit') or validate_fit_inputs(
         value['parameters'].get_dict(), value['dataset']

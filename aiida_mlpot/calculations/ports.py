@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 
@@ -17,6 +18,7 @@ __all__ = (
     'code_validator',
     'define_potential_ports',
     'define_structures_port',
+    'executable_message',
     'missing_code_message',
     'required_files_message',
     'validate_keys_are_labels',
@@ -48,6 +50,9 @@ def code_validator(program: str, port: str = 'code') -> Callable:
     def validator(code, _) -> str | None:
         if code is None:
             return None
+        message = executable_message(code, port)
+        if message:
+            return message
         plugin = getattr(code, 'default_calc_job_plugin', None)
         if plugin is None or any(plugin == p or (p.endswith('.') and plugin.startswith(p)) for p in accepted):
             return None
@@ -57,6 +62,22 @@ def code_validator(program: str, port: str = 'code') -> Callable:
         )
 
     return validator
+
+
+def executable_message(code, port: str = 'code') -> str | None:
+    """Return an error if ``code`` runs on this machine (a ``core.local`` computer) and its executable is missing
+    or not executable; codes on other computers are not checked (that would need a connection)."""
+    path = getattr(code, 'filepath_executable', None)
+    computer = getattr(code, 'computer', None)
+    if path is None or computer is None or computer.transport_type != 'core.local':
+        return None
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        state = 'is not executable' if os.path.isfile(path) else 'does not exist'
+        return (
+            f'`{port}`: the executable `{path}` of the code `{code.full_label}` {state} on `{computer.label}`: '
+            'fix the code (verdi code show / aiida-mlpot setup)'
+        )
+    return None
 
 
 def missing_code_message(inputs, program: str, port: str = 'code') -> str | None:

@@ -160,3 +160,32 @@ def tosi_fumi():
     from aiida_mlpot.presets import nacl_tosi_fumi
 
     return nacl_tosi_fumi()
+
+
+@pytest.fixture(scope='module')
+def broken_code(localhost, tmp_path_factory):
+    """Return a function: a code on the local test computer whose executable is missing or not executable.
+
+    A user's mistake (``verdi code create`` with a wrong path), not a stand-in for a real code: it must be
+    refused before anything is submitted.
+    """
+    from aiida import orm
+
+    folder = tmp_path_factory.mktemp('broken_code')
+    not_executable = folder / 'gap_fit'
+    not_executable.write_text('#!/bin/sh\n')
+    not_executable.chmod(0o644)
+    paths = {'missing': '/nonexistent/bin/lmp', 'not executable': str(not_executable)}
+    made = {}
+
+    def factory(kind: str, plugin: str):
+        if (kind, plugin) not in made:
+            made[kind, plugin] = orm.InstalledCode(
+                label=f'broken-{len(made)}',
+                computer=localhost,
+                filepath_executable=paths[kind],
+                default_calc_job_plugin=plugin,
+            ).store()
+        return made[kind, plugin]
+
+    return factory

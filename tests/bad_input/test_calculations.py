@@ -46,9 +46,10 @@ SILICON_SW = {'pair_style': 'sw', 'pair_coeff': ['* * Si.sw Si'], 'files': ['Si.
 
 
 @pytest.fixture
-def m(structure, dataset, gap, tosi_fumi, code_lmp, code_gap_fit, code_python, code_cp2k):
+def m(structure, dataset, gap, tosi_fumi, code_lmp, code_gap_fit, code_python, code_cp2k, broken_code):
     """Everything a case needs to build its inputs."""
     return types.SimpleNamespace(
+        broken=broken_code,
         structure=structure,
         dataset=dataset,
         gap=gap,
@@ -237,6 +238,11 @@ LAMMPS_MD_CASES = [
         'gap_fit.*mlpot.gap_fit',
     ),
     ('a CP2K code as the LAMMPS code', lambda m: {**lammps_md(m), 'code': m.cp2k}, 'cp2k'),
+    (
+        'code whose executable does not exist',
+        lambda m: {**lammps_md(m), 'code': m.broken('missing', 'mlpot.lammps.md')},
+        '/nonexistent/bin/lmp.*does not exist',
+    ),
     ('no code', lambda m: {k: v for k, v in lammps_md(m).items() if k != 'code'}, 'code'),
 ]
 
@@ -410,6 +416,11 @@ GAP_FIT_CASES = [
         'exceeds the declared 1 MB',
     ),
     ('a LAMMPS code as the gap_fit code', lambda m: {**gap_fit(m), 'code': m.lmp}, 'lmp.*mlpot.lammps.md'),
+    (
+        'code whose executable is not executable',
+        lambda m: {**gap_fit(m), 'code': m.broken('not executable', 'mlpot.gap_fit')},
+        'gap_fit.*is not executable',
+    ),
 ]
 
 

@@ -52,9 +52,10 @@ ML = {
 
 
 @pytest.fixture
-def m(structure, dataset, gap, tosi_fumi, code_lmp, code_gap_fit, code_python, code_cp2k):
+def m(structure, dataset, gap, tosi_fumi, code_lmp, code_gap_fit, code_python, code_cp2k, broken_code):
     """Everything a case needs to build its inputs."""
     return types.SimpleNamespace(
+        broken=broken_code,
         structure=structure,
         dataset=dataset,
         gap=gap,
@@ -276,6 +277,11 @@ LABELLING_CASES = [
         'mlpot.lammps.md.*not for CP2K',
     ),
     (
+        'a CP2K code whose executable does not exist',
+        lambda m: _with(cp2k(m), 'cp2k.code', m.broken('missing', 'cp2k')),
+        'cp2k.code.*/nonexistent/bin/lmp.*does not exist',
+    ),
+    (
         'cp2k: unknown settings key',
         lambda m: cp2k(m, scf={'eps_scf': 1e-6, 'max_scf': 50, 'max_sfc': 5}),
         '`scf.max_sfc`',
@@ -454,6 +460,11 @@ ML_MD_CASES = [
         'mlpot.lammps.md.*not for python',
     ),
     ('zero max_iterations', lambda m: ml_md(m, max_iterations=orm.Int(0)), 'max_iterations'),
+    (
+        'a driver code whose executable is not executable',
+        lambda m: _with(ml_md(m), 'md.code', m.broken('not executable', 'mlpot.ml_md')),
+        'is not executable',
+    ),
 ]
 
 

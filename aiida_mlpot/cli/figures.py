@@ -89,15 +89,21 @@ def learning_curve_figure(
     sizes.set_ylim(bottom=0)
     sizes.legend(fontsize=8)
 
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     keys = sorted({key for row in rows for key in row.get('replicas', {})})
     width = 0.8 / max(len(keys), 1)
+    handles, stopped_early = [], False
     for index, key in enumerate(keys):
         offsets = [row['iteration'] + (index - (len(keys) - 1) / 2) * width for row in rows]
         reached = [float((row.get('replicas', {}).get(key) or {}).get('steps') or 0) for row in rows]
         outcomes = [(row.get('replicas', {}).get(key) or {}).get('outcome') for row in rows]
-        bars = steps.bar(offsets, reached, width=width * 0.95, label=key)
+        bars = steps.bar(offsets, reached, width=width * 0.95, color=f'C{index}')
+        handles.append(Patch(facecolor=f'C{index}', label=key))
         for bar, outcome in zip(bars, outcomes):
             if outcome not in (None, 'completed'):
+                stopped_early = True
                 bar.set_hatch('//')
                 steps.annotate(
                     'unstable' if outcome == 'unstable' else 'trigger',
@@ -106,13 +112,14 @@ def learning_curve_figure(
                     va='bottom',
                     fontsize=7,
                 )
+    if stopped_early:
+        handles.append(Patch(facecolor='white', edgecolor='black', hatch='//', label='trigger or unstable'))
     if limits.get('target_steps') is not None:
-        steps.axhline(
-            float(limits['target_steps']), color='grey', linestyle='--', linewidth=1, label='target'
-        )
+        steps.axhline(float(limits['target_steps']), color='grey', linestyle='--', linewidth=1)
+        handles.append(Line2D([], [], color='grey', linestyle='--', linewidth=1, label='target steps'))
     steps.set_ylabel('ML-MD steps reached')
     steps.set_title('Exploration: steps before a trigger (hatched) or the end', fontsize=10)
-    steps.legend(fontsize=8)
+    steps.legend(handles=handles, fontsize=8)
 
     for axis in (forces, energies, sizes, steps):
         axis.set_xlabel('Iteration')

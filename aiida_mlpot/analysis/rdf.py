@@ -179,13 +179,16 @@ def short_range_artefacts(
     reference: Mapping[Pair, Rdf],
     threshold: float = 0.1,
     reference_zero: float = 0.01,
+    margin: float = 0.2,
 ) -> dict[Pair, dict]:
     """Return the pairs whose g(r) shows structure where the reference has none, at short range.
 
     For each pair, the reference's excluded core is r < r_onset, where r_onset is the first bin centre with
-    g_ref > ``reference_zero``. A pair is flagged when g(r) > ``threshold`` at some bin inside that core (the
-    unphysical short-range peaks of an ML potential that lets atoms approach closer than the reference does).
-    Gaps between crystal shells are not inspected: thermal broadening there is not an artefact.
+    g_ref > ``reference_zero``. A pair is flagged when g(r) > ``threshold`` at some bin below r_onset - ``margin``
+    (Å): the unphysical short-range peaks of an ML potential that lets atoms approach closer than the
+    reference does. The margin keeps the sampling noise of the onset itself (a few frames put the first
+    contact a bin earlier or later) from being taken for an artefact. Gaps between crystal shells are not
+    inspected: thermal broadening there is not an artefact.
 
     :returns: ``{pair: {'r_onset_reference', 'r_first', 'r_peak', 'g_peak'}}`` for flagged pairs only (Å; r_first
         is the first r inside the core where g exceeds the threshold, r_peak / g_peak the core maximum). An empty
@@ -200,7 +203,7 @@ def short_range_artefacts(
         above_ref = np.flatnonzero(g_ref > reference_zero)
         if len(above_ref) == 0:
             continue
-        core = slice(0, int(above_ref[0]))
+        core = slice(0, int(np.searchsorted(r, r[above_ref[0]] - margin, side='right')))
         hits = np.flatnonzero(g[core] > threshold)
         if len(hits) == 0:
             continue

@@ -77,9 +77,11 @@ def density_volume_statistics(frames: Sequence[Atoms], discard: float = 0.0) -> 
     """Return block-averaged volume, volume per atom and mass density of NPT frames, and their drift.
 
     :param discard: fraction of the frames dropped at the start (equilibration).
-    :returns: ``{'volume': block_average (Å³), 'volume_per_atom': (Å³), 'density': (g/cm³), 'relative_drift':
-        float}``; ``relative_drift`` is (mean density of the last quarter - mean of the first quarter) / mean,
-        the sign of a run that keeps expanding (negative) or collapsing (positive) instead of fluctuating.
+    :returns: ``{'volume': block_average (Å³), 'volume_per_atom': (Å³), 'density': (g/cm³), 'relative_drift',
+        'relative_drift_sem'}``; ``relative_drift`` is (mean density of the last quarter - mean of the first
+        quarter) / mean, the sign of a run that keeps expanding (negative) or collapsing (positive) instead of
+        fluctuating; ``relative_drift_sem`` its statistical error, from the block-averaged error of the
+        fluctuations about a linear fit (each quarter mean has twice the error of the whole mean).
     """
     if not 0.0 <= discard < 1.0:
         raise ValueError(f'discard must be in [0, 1), got {discard}')
@@ -90,6 +92,10 @@ def density_volume_statistics(frames: Sequence[Atoms], discard: float = 0.0) -> 
     n_atoms = np.array([len(atoms) for atoms in kept])
     densities = np.array([density_g_cm3(atoms.get_masses(), atoms.get_volume()) for atoms in kept])
     quarter = max(1, len(kept) // 4)
+    # the drift's error from the fluctuations about a straight line: a steady trend is not noise
+    time = np.arange(len(densities), dtype=float)
+    residuals = densities - np.polyval(np.polyfit(time, densities, 1), time)
+    residual_sem = block_average(residuals)['sem']
     return {
         'volume': block_average(volumes),
         'volume_per_atom': block_average(volumes / n_atoms),
@@ -97,4 +103,5 @@ def density_volume_statistics(frames: Sequence[Atoms], discard: float = 0.0) -> 
         'relative_drift': float(
             (densities[-quarter:].mean() - densities[:quarter].mean()) / densities.mean()
         ),
+        'relative_drift_sem': float(2.0 * np.sqrt(2.0) * residual_sem / densities.mean()),
     }

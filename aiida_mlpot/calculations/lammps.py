@@ -47,6 +47,7 @@ __all__ = (
     'LammpsRerunCalculation',
     'check_md_parameter_types',
     'check_md_parameters',
+    'check_total_charge',
     'validate_atoms',
     'validate_potential_inputs',
 )
@@ -106,6 +107,24 @@ def check_md_parameters(parameters: Mapping) -> str | None:
     return check_md_parameter_types(parameters) or validate_md_parameters(dict(parameters))
 
 
+def check_total_charge(potential: dict, atoms: Atoms, label: str = 'the structure') -> str | None:
+    """Return an error if a potential with a kspace solver (Ewald, PPPM) is given a cell that is not neutral.
+
+    LAMMPS runs such a cell with only a warning (a uniform neutralising background is implied), which is
+    never what a sampling or a reference label of this package means.
+    """
+    if not potential.get('kspace_style') or not potential.get('charges'):
+        return None
+    charges = potential['charges']
+    total = sum(float(charges.get(symbol, 0.0)) for symbol in atoms.get_chemical_symbols())
+    if abs(total) > 1e-6:
+        return (
+            f'{label} has a total charge of {total:g} e with the charges {charges}: kspace_style '
+            f'{potential["kspace_style"]!r} needs a neutral cell'
+        )
+    return None
+
+
 def validate_potential_inputs(potential: dict, potential_files: Mapping | None, symbols) -> str | None:
     """Return why ``potential`` (with its ``potential_files`` nodes) cannot run configurations of ``symbols``.
 
@@ -147,9 +166,17 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
         if message:
             return message
         symbols = {symbol for atoms in frames for symbol in atoms.get_chemical_symbols()}
-        return validate_potential_inputs(
-            value['potential'].get_dict(), value.get('potential_files', {}), symbols
-        )
+        potential = value['potential'].get_dict()
+        message = validate_potential_inputs(potential, value.get('potential_files', {}), symbols)
+        if message:
+            return message
+        for index, atoms in enumerate(frames):
+            message = check_total_charge(
+                potential, atoms, f'configuration {index}' if len(frames) > 1 else 'the structure'
+            )
+            if message:
+                return message
+        return None
 
     def _write_common(self, folder: Folder) -> list[str]:
         """Write the potential files and the extra ``files``; return the provenance-exclude list."""

@@ -57,7 +57,7 @@ from aiida_mlpot.calculations.functions.labelling import (
     cp2k_data_files,
     dataset_to_structures,
 )
-from aiida_mlpot.calculations.lammps import validate_potential_inputs
+from aiida_mlpot.calculations.lammps import check_total_charge, validate_potential_inputs
 from aiida_mlpot.calculations.ports import code_validator, define_potential_ports, define_structures_port
 from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
@@ -203,9 +203,10 @@ def _validate_inputs(value, ctx):
         if message:
             return f'refused before submission: {message}'
     if classical and 'potential' in classical:
-        message = validate_potential_inputs(
-            classical['potential'].get_dict(), classical.get('potential_files', {}), _elements(value)
-        )
+        potential = classical['potential'].get_dict()
+        message = validate_potential_inputs(potential, classical.get('potential_files', {}), _elements(value))
+        for key, node in sorted(structures.items()):
+            message = message or check_total_charge(potential, node.get_ase(), f'configuration {key}')
         if message:
             return f'`classical.potential`: {message}'
     return _prescreen_refuses_all(value)

@@ -14,6 +14,7 @@ from aiida_mlpot.calculations.lammps import (
     LammpsMdCalculation,
     check_md_parameter_types,
     check_md_parameters,
+    check_total_charge,
     validate_atoms,
     validate_potential_inputs,
 )
@@ -261,6 +262,7 @@ def validate_inputs(value, _) -> str | None:
         return 'an NPT run needs a structure that is periodic in all three directions'
     if 'potential' not in value:
         return None
+    potential = value['potential'].get_dict()
     return validate_potential_inputs(
-        value['potential'].get_dict(), value.get('potential_files', {}), atoms.get_chemical_symbols()
-    )
+        potential, value.get('potential_files', {}), atoms.get_chemical_symbols()
+    ) or check_total_charge(potential, atoms)

@@ -111,6 +111,15 @@ def with_potassium() -> Atoms:
     return atoms
 
 
+def charged() -> Atoms:
+    """NaCl with one Na replaced by Cl: a total charge of -2 e with the Tosi-Fumi charges."""
+    atoms = nacl()
+    symbols = atoms.get_chemical_symbols()
+    symbols[symbols.index('Na')] = 'Cl'
+    atoms.set_chemical_symbols(symbols)
+    return atoms
+
+
 def labelled(atoms: Atoms, seed: int = 0, energy: bool = True, forces: bool = True) -> Atoms:
     """``atoms`` rattled, with energy and forces set (inputs only: never fitted here)."""
     atoms = atoms.copy()

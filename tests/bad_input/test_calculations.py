@@ -13,7 +13,15 @@ import pytest
 from aiida import orm
 from ase import Atoms
 
-from tests.bad_input.conftest import labelled, molecule_box, nacl, overlapping, refused, with_potassium
+from tests.bad_input.conftest import (
+    charged,
+    labelled,
+    molecule_box,
+    nacl,
+    overlapping,
+    refused,
+    with_potassium,
+)
 
 OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}
 MD = {
@@ -168,6 +176,7 @@ LAMMPS_MD_CASES = [
         'volume',
     ),
     ('species absent from the potential', lambda m: lammps_md(m, atoms=with_potassium()), 'K'),
+    ('non-neutral cell with Ewald', lambda m: lammps_md(m, atoms=charged()), 'total charge of -2'),
     ('pair missing from pair_coeff', lambda m: lammps_md(m, potential=_no_cl_cl(m)), 'Cl-Cl'),
     (
         'coulombic without charges',
@@ -285,6 +294,11 @@ RERUN_CASES = [
     ('structures and dataset', lambda m: {**rerun(m), 'dataset': m.dataset()}, 'exactly one of'),
     ('overlapping atoms', lambda m: rerun(m, [nacl(), overlapping()]), 'config_00001.*0.300 Å apart'),
     ('species absent from the potential', lambda m: rerun(m, [nacl(), with_potassium()]), 'K'),
+    (
+        'non-neutral configuration with Ewald',
+        lambda m: rerun(m, [nacl(), charged()]),
+        'configuration 1.*total charge',
+    ),
     (
         'unknown potential key',
         lambda m: rerun(m, potential={**m.potential, 'kspace': 'ewald 1e-6'}),

@@ -16,7 +16,16 @@ import pytest
 from aiida import orm
 from ase.build import bulk
 
-from tests.bad_input.conftest import exits, labelled, molecule_box, nacl, overlapping, refused, with_potassium
+from tests.bad_input.conftest import (
+    charged,
+    exits,
+    labelled,
+    molecule_box,
+    nacl,
+    overlapping,
+    refused,
+    with_potassium,
+)
 
 OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}
 SHARED = {
@@ -150,6 +159,7 @@ SAMPLING_CASES = [
     ('overlapping atoms', lambda m: sampling(m, atoms=overlapping()), '0.300 Å apart'),
     ('NPT on a non-periodic box', lambda m: sampling(m, [NPT_POINT], atoms=molecule_box()), 'NPT.*periodic'),
     ('species absent from the potential', lambda m: sampling(m, atoms=with_potassium()), 'K'),
+    ('non-neutral cell with Ewald', lambda m: sampling(m, atoms=charged()), 'total charge of -2'),
     (
         'pair missing from pair_coeff',
         lambda m: sampling(m, potential={**m.potential, 'pair_coeff': m.potential['pair_coeff'][:2]}),
@@ -241,6 +251,11 @@ LABELLING_CASES = [
         'classical: coulombic without charges',
         lambda m: classical(m, potential={k: v for k, v in m.potential.items() if k != 'charges'}),
         'charges.*Cl',
+    ),
+    (
+        'classical: non-neutral cell with Ewald',
+        lambda m: classical(m, [nacl(), charged()]),
+        'config_00001.*total charge',
     ),
     ('every configuration overlapping', lambda m: classical(m, [overlapping(), overlapping()]), '0.300 Å'),
     (

@@ -70,6 +70,12 @@ def validate_fit_inputs(parameters: dict, dataset: DatasetData) -> str | None:
     return None
 
 
+def _validate_memory_limit(value, _) -> str | None:
+    if value is not None and value.value <= 0:
+        return f'`memory_limit_mb` must be a positive number of MB, got {value.value}'
+    return None
+
+
 class GapFitCalculation(CalcJob):
     """Run ``gap_fit`` on a :class:`~aiida_mlpot.data.dataset.DatasetData` and return a ``GapPotentialData``.
 
@@ -105,6 +111,7 @@ class GapFitCalculation(CalcJob):
             'memory_limit_mb',
             valid_type=orm.Int,
             required=False,
+            validator=_validate_memory_limit,
             help='Hard limit (MB) on the data segment of gap_fit (`ulimit -d`); exceeding it fails the job with '
             'ERROR_OUT_OF_MEMORY.',
         )

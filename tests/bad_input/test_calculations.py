@@ -158,6 +158,11 @@ LAMMPS_MD_CASES = [
     ('NPT on a non-periodic box', lambda m: lammps_md(m, NPT, atoms=molecule_box()), 'NPT.*periodic'),
     ('overlapping atoms', lambda m: lammps_md(m, atoms=overlapping()), '0.300 Å apart'),
     (
+        'NaN coordinates',
+        lambda m: lammps_md(m, atoms=_nan_position()),
+        r'non-finite coordinates \(atoms \[2\]\)',
+    ),
+    (
         'no atoms',
         lambda m: {**lammps_md(m), 'structure': orm.StructureData(cell=[[5, 0, 0], [0, 5, 0], [0, 0, 5]])},
         'no atoms',
@@ -256,6 +261,12 @@ LAMMPS_MD_CASES = [
 ]
 
 
+def _nan_position():
+    atoms = nacl()
+    atoms.positions[2, 1] = math.nan
+    return atoms
+
+
 def _silicon():
     from ase.build import bulk
 
@@ -293,6 +304,11 @@ RERUN_CASES = [
     ),
     ('structures and dataset', lambda m: {**rerun(m), 'dataset': m.dataset()}, 'exactly one of'),
     ('overlapping atoms', lambda m: rerun(m, [nacl(), overlapping()]), 'config_00001.*0.300 Å apart'),
+    (
+        'dataset with NaN coordinates',
+        lambda m: {**_without(rerun(m), 'structures'), 'dataset': m.dataset([nacl(), _nan_position()])},
+        r'configuration 1 has non-finite coordinates',
+    ),
     ('species absent from the potential', lambda m: rerun(m, [nacl(), with_potassium()]), 'K'),
     (
         'non-neutral configuration with Ewald',
@@ -430,6 +446,7 @@ GAP_FIT_CASES = [
         'exceeds the declared 1 MB',
     ),
     ('a LAMMPS code as the gap_fit code', lambda m: {**gap_fit(m), 'code': m.lmp}, 'lmp.*mlpot.lammps.md'),
+    ('zero memory limit', lambda m: gap_fit(m, memory_limit_mb=orm.Int(0)), 'memory_limit_mb.*0'),
     (
         'code whose executable is not executable',
         lambda m: {**gap_fit(m), 'code': m.broken('not executable', 'mlpot.gap_fit')},

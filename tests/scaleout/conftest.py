@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -64,15 +65,28 @@ class ScaleOut:
             raise AssertionError(f'verdi {" ".join(args)} failed: {result.stdout}\n{result.stderr}')
         return result
 
-    def daemon_pids(self) -> list[int]:
-        """Return the PIDs of the daemon workers (``verdi daemon status`` through the daemon client)."""
+    def daemon_pids(self, circus: bool = False) -> list[int]:
+        """Return the PIDs of the daemon workers (and of the circus arbiter with ``circus``)."""
         code = (
             'import json, aiida; from aiida.engine.daemon.client import get_daemon_client; '
-            f'aiida.load_profile("{self.profile}"); info = get_daemon_client().get_worker_info(); '
-            'print(json.dumps(sorted(int(w["pid"]) for w in info["info"].values())))'
+            f'aiida.load_profile("{self.profile}"); client = get_daemon_client(); '
+            'pids = sorted(int(w["pid"]) for w in client.get_worker_info()["info"].values()); '
+            f'pids += [client.get_daemon_pid()] if {circus} else []; print(json.dumps(pids))'
         )
         result = subprocess.run([sys.executable, '-c', code], env=self.env, capture_output=True, text=True)
         return json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else []
+
+
+def kill_leftovers(pids: list[int]) -> list[int]:
+    """SIGKILL those of ``pids`` (processes this fixture started) that still run; return them."""
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
 
 
 @pytest.fixture(scope='package')
@@ -87,7 +101,7 @@ def scaleout(tmp_path_factory):
     services = scaleout_services.Services(keep=bool(os.environ.get('MLPOT_KEEP_SERVICES')))
     env = dict(os.environ)
     profile = f'scaleout-{secrets.token_hex(4)}'
-    started_daemon = False
+    started_daemon, daemon_pids = False, []
     try:
         info = {
             'postgres': services.start_postgres(),
@@ -113,6 +127,7 @@ def scaleout(tmp_path_factory):
         started_daemon = True
         scaleout.verdi('daemon', 'start', str(WORKERS))
         timings['daemon_start'] = time.monotonic() - daemon_start
+        daemon_pids = scaleout.daemon_pids(circus=True)
         timings['total_start'] = time.monotonic() - start
         print(f'scale-out services and daemon started: {json.dumps(timings)}')
         yield scaleout
@@ -128,5 +143,9 @@ def scaleout(tmp_path_factory):
             )
             if result.returncode:
                 print(f'verdi daemon stop: {result.stdout} {result.stderr}')
+            time.sleep(1)
+            killed = kill_leftovers(daemon_pids)
+            if killed:
+                print(f'daemon processes still running after `verdi daemon stop`, killed: {killed}')
         codes = services.stop()
         print(f'scale-out services stopped in {time.monotonic() - stop_start:.1f} s: {codes}')

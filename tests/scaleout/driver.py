@@ -205,13 +205,14 @@ def cmd_e2e(args) -> dict:
 
 
 def cmd_caching(args) -> dict:
-    """Label two configurations with CP2K xTB, then those two and a new one: the two are reused from the cache."""
+    """Label two configurations with CP2K xTB (those of ``e2e``: cached already if it ran), then those two and a
+    new one: the two are reused from the cache, only the new one runs."""
     from aiida import orm
     from aiida.engine import submit
 
     from aiida_mlpot.workflows.labelling import LabellingWorkChain
 
-    cells = nacl_cells(3, seed=args.seed + 300)
+    cells = nacl_cells(3, seed=args.seed + 200)  # the first two are the xTB configurations of `e2e`
     code = orm.load_code('cp2k@slurm')
     overrides = {'cp2k': {'settings': {'omp_num_threads': 1}, 'max_concurrent': 3}}
 
@@ -236,12 +237,18 @@ def cmd_caching(args) -> dict:
         if node.is_finished_ok:
             frames = node.outputs.labelled.to_ase()
             result[name]['energies'] = {atoms.info['label_key']: atoms.info['energy'] for atoms in frames}
-    # The graph: a cached CalcJob is a new node whose `_aiida_cached_from` extra names its source.
-    sources = {
-        fact['cached_from'] for fact in result['second']['calcjobs'] if fact['cached_from'] is not None
-    }
-    first_uuids = {orm.load_node(fact['pk']).uuid for fact in result['first']['calcjobs']}
-    result['cache_sources_in_first_run'] = sorted(sources & first_uuids)
+    # The graph: a cached CalcJob is a new node whose `_aiida_cached_from` extra names its source, a finished
+    # calculation with the same inputs (it may itself be a cached copy of the original).
+    result['cache_sources'] = {}
+    for fact in result['second']['calcjobs']:
+        if fact['cached_from'] is not None:
+            source = orm.load_node(fact['cached_from'])
+            result['cache_sources'][fact['pk']] = {
+                'process_label': source.process_label,
+                'finished_ok': source.is_finished_ok,
+                'same_structure_hash': source.inputs.structure.base.caching.get_hash()
+                == orm.load_node(fact['pk']).inputs.structure.base.caching.get_hash(),
+            }
     return result
 
 

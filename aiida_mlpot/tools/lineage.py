@@ -34,7 +34,8 @@ ROW_FIELDS = {
     'md_uuid': 'its UUID (kept even when that node is not in this profile)',
     'md_process': 'its process label',
     'md_step': 'MD step of the frame',
-    'md_frame': "index of the frame in that calculation's output dataset",
+    'md_dataset_pk': 'PK of the output DatasetData of that calculation holding the frame (the largest that has it)',
+    'md_frame': 'index of the frame in that dataset',
     'pool_pk': 'PK of the DatasetData the configuration was selected from',
     'pool_uuid': 'its UUID',
     'pool_index': 'index of the configuration in it',
@@ -122,7 +123,7 @@ class _Graph:
 
     def __init__(self):
         self.nodes: dict[str, orm.Node | None] = {}
-        self.frames: dict[str, dict[int, int]] = {}
+        self.frames: dict[str, dict[int, tuple[int, int]]] = {}
         self.selections: dict[str, orm.ProcessNode | None] = {}
 
     def node(self, uuid: str | None) -> orm.Node | None:
@@ -135,23 +136,23 @@ class _Graph:
                 self.nodes[uuid] = None
         return self.nodes[uuid]
 
-    def frame_index(self, md: orm.Node, step: int | None) -> int | None:
-        """Index of the frame at ``step`` in the largest output dataset of ``md`` holding its frames."""
+    def frame(self, md: orm.Node, step: int | None) -> tuple[int | None, int | None]:
+        """Return ``(PK of an output dataset of md, index)`` of the frame at ``step``, or ``(None, None)``.
+
+        Among the output datasets of ``md`` holding its frames (e.g. the trajectory and the flagged frames of an
+        ML-MD run, which may be scored between two dumps), the largest that has the step.
+        """
         if step is None:
-            return None
+            return None, None
         if md.uuid not in self.frames:
-            best: dict[int, int] = {}
-            for link in md.base.links.get_outgoing(node_class=DatasetData, link_type=LinkType.CREATE).all():
-                rows = link.node.lineage
-                steps = {
-                    row['md_step']: index
-                    for index, row in reversed(list(enumerate(rows)))
-                    if row.get('md_uuid') == md.uuid and 'md_step' in row
-                }
-                if len(steps) > len(best):
-                    best = steps
-            self.frames[md.uuid] = best
-        return self.frames[md.uuid].get(int(step))
+            found: dict[int, tuple[int, int]] = {}
+            links = md.base.links.get_outgoing(node_class=DatasetData, link_type=LinkType.CREATE).all()
+            for dataset in sorted((link.node for link in links), key=lambda node: (len(node), -node.pk)):
+                for index, row in enumerate(dataset.lineage):
+                    if row.get('md_uuid') == md.uuid and 'md_step' in row:
+                        found[int(row['md_step'])] = (dataset.pk, index)  # the larger dataset wins
+            self.frames[md.uuid] = found
+        return self.frames[md.uuid].get(int(step), (None, None))
 
     def selection(self, oracle: orm.ProcessNode) -> orm.ProcessNode | None:
         if oracle.uuid not in self.selections:
@@ -177,9 +178,8 @@ def dataset_lineage(dataset: DatasetData) -> list[dict]:
         row['md_uuid'] = entry.get('md_uuid')
         row['md_step'] = entry.get('md_step')
         if md is not None:
-            row.update(
-                md_pk=md.pk, md_process=_label(md), md_frame=graph.frame_index(md, entry.get('md_step'))
-            )
+            row.update(md_pk=md.pk, md_process=_label(md))
+            row['md_dataset_pk'], row['md_frame'] = graph.frame(md, entry.get('md_step'))
         pool = graph.node(entry.get('pool_uuid'))
         row['pool_uuid'] = entry.get('pool_uuid')
         row['pool_index'] = entry.get('pool_index')

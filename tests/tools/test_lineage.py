@@ -152,6 +152,7 @@ def test_one_row_per_training_configuration(stage_by_stage):
         assert row['md_step'] == source.info['step']
         # the frame index in the MD run's own output
         assert row['md_frame'] == [0, 50, 100, 150].index(source.info['step'])
+        assert row['md_dataset_pk'] == md.outputs.dataset.pk
         assert (row['selection_pk'], row['selection_process']) == (select_node.pk, 'select_configurations')
         assert (row['oracle_pk'], row['oracle_uuid'], row['oracle_process']) == (
             oracle.pk,
@@ -219,6 +220,7 @@ def test_loop_candidates_carry_their_iteration(aiida_profile, localhost, frames)
     new = rows[2:]
     assert {row['md_pk'] for row in new} == {ml_md.pk}
     assert [row['md_step'] for row in new] == [40, 60] and [row['md_frame'] for row in new] == [2, 3]
+    assert {row['md_dataset_pk'] for row in new} == {trajectory.pk}
     assert {row['oracle_pk'] for row in new} == {oracle.pk}
     assert {row['pool_pk'] for row in new} == {None}
     assert grown['test'].lineage[-1]['iteration'] == 2  # the audit frame went to the test set

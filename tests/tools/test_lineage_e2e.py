@@ -9,8 +9,10 @@ from aiida.common.exceptions import NotExistent
 from aiida.engine import run_get_node
 from aiida.tools import delete_nodes
 from aiida.tools.archive import create_archive, import_archive
+from click.testing import CliRunner
 
 from aiida_mlpot.calculations.functions.selection import select_configurations
+from aiida_mlpot.cli.lineage import lineage_command
 from aiida_mlpot.presets import nacl_tosi_fumi
 from aiida_mlpot.structures import random_box
 from aiida_mlpot.tools.lineage import lineage, training_set
@@ -94,8 +96,9 @@ def test_stage_by_stage_lineage(stage_by_stage):
         assert row['md_process'] == 'LammpsMdCalculation' and row['md_uuid'] in md_calcs
         frame = pool_frames[row['pool_index']]
         assert (frame.info['source_uuid'], frame.info['step']) == (row['md_uuid'], row['md_step'])
-        md_frames = orm.load_node(row['md_uuid']).outputs.dataset.to_ase()
-        assert md_frames[row['md_frame']].info['step'] == row['md_step']
+        md_dataset = orm.load_node(row['md_uuid']).outputs.dataset
+        assert row['md_dataset_pk'] == md_dataset.pk
+        assert md_dataset.to_ase()[row['md_frame']].info['step'] == row['md_step']
 
 
 def test_lineage_survives_an_archive_round_trip(stage_by_stage, tmp_path):
@@ -124,7 +127,7 @@ def test_active_learning_lineage(code_lmp, code_gap_fit, code_python, nacl_liqui
     """The smallest real loop: every training configuration has its MD run, selection, oracle and iteration."""
     overrides = {
         'selection': {'seed': 1, 'steps': [{'method': 'uniform_force', 'n': 8}, {'method': 'fps', 'n': 6}]},
-        'split': {'method': 'random', 'n_test': 2, 'seed': 1},
+        'split': {'method': 'random', 'test_fraction': 0.34, 'seed': 1},
         'loop': {
             'target_steps': 200,
             'max_iterations': 2,
@@ -160,4 +163,12 @@ def test_active_learning_lineage(code_lmp, code_gap_fit, code_python, nacl_liqui
     curve = results['learning_curve'].get_dict()['iterations']
     assert added, curve  # the first exploration triggered and its candidates joined the training set
     assert all(row['selection_process'] == 'plan_iteration' for row in added)
-    assert all(row['md_process'] == 'MlMdCalculation' and row['md_frame'] is not None for row in added)
+    assert {row['md_process'] for row in added} == {'MlMdCalculation'}, added
+    for row in rows:  # the frame each row names is the frame of that MD step
+        frames = orm.load_node(row['md_dataset_pk']).lineage
+        assert frames[row['md_frame']]['md_step'] == row['md_step'], row
+    result = CliRunner().invoke(lineage_command, [str(node.pk)])
+    assert result.exit_code == 0, result.output
+    print(result.output)  # the table of docs/lineage.md (pytest -s)
+    assert f'{len(rows)} training configurations' in result.output
+    assert f'{len(rows)} with an oracle calculation' in result.output

@@ -21,7 +21,7 @@ def test_nearest_neighbour_fcc_dispersion_at_x():
     primitive = bulk('Ar', 'fcc', a=A_LJ)
     calculator = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=1.35 * SIGMA, smooth=False)
     result = phonon_frequencies(
-        primitive, calculator, [[0, 0, 0], [0, 0.5, 0.5]], supercell=(4, 4, 4), mesh=(4, 4, 4)
+        primitive, calculator, [[0, 0, 0], [0, 0.5, 0.5]], supercell=(3, 3, 3), mesh=(4, 4, 4)
     )
     mass = primitive.get_masses()[0]
     gamma, x_point = np.asarray(result['frequencies'])

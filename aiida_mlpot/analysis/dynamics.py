@@ -83,7 +83,7 @@ def mean_squared_displacement(
         positions = positions - centre[:, None, :]
     per_atom = freud.msd.MSD(mode='window').compute(positions).particle_msd  # (T, N)
     symbols = np.array(frames[0].get_chemical_symbols())
-    msd = {species: per_atom[:, symbols == species].mean(axis=1) for species in sorted(set(symbols))}
+    msd = {str(species): per_atom[:, symbols == species].mean(axis=1) for species in sorted(set(symbols))}
     lags = np.arange(len(frames)) * float(timestep_fs) / FS_PER_PS
     return lags, msd
 

@@ -110,25 +110,30 @@ def partial_rdfs(frames: Sequence[Atoms], r_max: float, n_bins: int = 200) -> di
                 f'r_max={r_max} Å exceeds half the smallest width of the cell of frame {index} '
                 f'({limit:.4f} Å); use a larger cell or a smaller r_max'
             )
-        symbols = np.array(atoms.get_chemical_symbols())
+        symbols = atoms.get_chemical_symbols()
         if sorted(set(symbols)) != species:
             raise ValueError(f'frame {index} has species {sorted(set(symbols))}, frame 0 has {species}')
+        codes = np.array([species.index(symbol) for symbol in symbols])
+        counts_per_species = np.bincount(codes, minlength=len(species))
         volume = atoms.get_volume()
         # freud needs r_max strictly below the half width: at the limit itself, query a hair (1e-6) shorter
         first, second, distance = _pair_distances(atoms, min(r_max, limit * (1.0 - 1e-6)))
         keep = distance < r_max
-        first, second = first[keep], second[keep]
         bins = np.minimum((distance[keep] / r_max * n_bins).astype(int), n_bins - 1)
+        # one histogram over (species of i, species of j, bin); ordered pairs, so (a, b) and (b, a) both appear
+        n_species = len(species)
+        flat = (codes[first[keep]] * n_species + codes[second[keep]]) * n_bins + bins
+        histogram = np.bincount(flat, minlength=n_species * n_species * n_bins).reshape(
+            n_species, n_species, n_bins
+        )
         for a, b in pairs:
-            n_a = int(np.count_nonzero(symbols == a))
-            n_b = int(np.count_nonzero(symbols == b)) if a != b else n_a - 1
+            ia, ib = species.index(a), species.index(b)
+            n_a = int(counts_per_species[ia])
+            n_b = int(counts_per_species[ib]) if a != b else n_a - 1
             if n_a == 0 or n_b <= 0:
                 continue
-            # Ordered pairs i in a, j in b: the neighbour list holds both (i, j) and (j, i), so for a == b
-            # this counts each unordered pair twice, matching the N_a (N_a - 1) normalisation.
-            mask = (symbols[first] == a) & (symbols[second] == b)
-            counts = np.bincount(bins[mask], minlength=n_bins).astype(float)
-            totals[(a, b)] += counts * volume / (n_a * n_b) / shell_volumes
+            # i in a, j in b: for a == b each unordered pair is counted twice, matching N_a (N_a - 1)
+            totals[(a, b)] += histogram[ia, ib] * volume / (n_a * n_b) / shell_volumes
 
     centres = 0.5 * (edges[1:] + edges[:-1])
     return {pair: (centres.copy(), total / len(frames)) for pair, total in totals.items()}

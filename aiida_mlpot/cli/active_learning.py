@@ -323,15 +323,20 @@ def _number(value, digits: int = 3) -> str:
     return '-' if value is None else f'{value:.{digits}g}'
 
 
+def _cell(value) -> str | None:
+    """A table cell of a number (None stays None: tabulate shows `-` and keeps the column numeric)."""
+    return None if value is None else f'{value:.3g}'
+
+
 #: Columns of the iteration table: (header, function of a learning-curve row).
 COLUMNS = (
     ('it', lambda row: row['iteration']),
     ('train', lambda row: row.get('n_train')),
     ('oracle\ncalls', lambda row: row.get('oracle_calls')),
-    ('test F\neV/Å', lambda row: _number(row.get('test_force_rmse'))),
-    ('test E\nmeV/atom', lambda row: _number(row.get('test_energy_rmse'))),
-    ('audit F\neV/Å', lambda row: _number(row.get('audit_force_rmse'))),
-    ('audit E\nmeV/atom', lambda row: _number(row.get('audit_energy_rmse'))),
+    ('test F\neV/Å', lambda row: _cell(row.get('test_force_rmse'))),
+    ('test E\nmeV/atom', lambda row: _cell(row.get('test_energy_rmse'))),
+    ('audit F\neV/Å', lambda row: _cell(row.get('audit_force_rmse'))),
+    ('audit E\nmeV/atom', lambda row: _cell(row.get('audit_energy_rmse'))),
     (
         'steps per replica',
         lambda row: '\n'.join(
@@ -349,8 +354,9 @@ def iteration_table(rows: list[dict]) -> str:
     """Return the rows of a learning curve as a text table (one row per iteration)."""
     from tabulate import tabulate
 
-    cells = [[('-' if (value := get(row)) is None else value) for _, get in COLUMNS] for row in rows]
-    return tabulate(cells, headers=[header for header, _ in COLUMNS], maxcolwidths=[None] * 10 + [34])
+    cells = [[get(row) for _, get in COLUMNS] for row in rows]
+    headers = [header for header, _ in COLUMNS]
+    return tabulate(cells, headers=headers, missingval='-', maxcolwidths=[None] * 10 + [34])
 
 
 def _print_status(run) -> None:

@@ -88,24 +88,7 @@ def mean_squared_displacement(
     return lags, msd
 
 
-def diffusion_coefficients(
-    frames: Sequence[Atoms],
-    timestep_fs: float,
-    fit_start: float = 0.1,
-    fit_end: float = 0.5,
-    unwrapped: bool = False,
-    remove_drift: bool = True,
-) -> dict[str, dict]:
-    """Return the self-diffusion coefficient per species from the Einstein relation MSD(t) = 6 D t + c.
-
-    The MSD is fitted by least squares on lags between ``fit_start`` and ``fit_end`` times the trajectory
-    length: the start skips the ballistic and caging regime, the end the long lags averaged over few origins.
-
-    :returns: ``{species: {'diffusion': D (Å²/ps), 'intercept': c (Å²), 'fit_start_ps', 'fit_end_ps'}}``.
-    :raises ValueError: for a fit window with fewer than 3 lags or outside (0, 1].
-    """
-    if not 0.0 <= fit_start < fit_end <= 1.0:
-        raise ValueError(f'need 0 <= fit_start < fit_end <= 1, got fit_start={fit_start}, fit_end={fit_end}')
+def _fit(frames, timestep_fs, fit_start, fit_end, unwrapped, remove_drift) -> dict[str, dict]:
     lags, msd = mean_squared_displacement(frames, timestep_fs, unwrapped=unwrapped, remove_drift=remove_drift)
     last = len(lags) - 1
     first_index, last_index = int(round(fit_start * last)), int(round(fit_end * last))
@@ -123,4 +106,40 @@ def diffusion_coefficients(
             'fit_start_ps': float(lags[first_index]),
             'fit_end_ps': float(lags[last_index]),
         }
+    return result
+
+
+def diffusion_coefficients(
+    frames: Sequence[Atoms],
+    timestep_fs: float,
+    fit_start: float = 0.1,
+    fit_end: float = 0.5,
+    unwrapped: bool = False,
+    remove_drift: bool = True,
+) -> dict[str, dict]:
+    """Return the self-diffusion coefficient per species from the Einstein relation MSD(t) = 6 D t + c.
+
+    The MSD is fitted by least squares on lags between ``fit_start`` and ``fit_end`` times the trajectory
+    length: the start skips the ballistic and caging regime, the end the long lags averaged over few origins.
+
+    :returns: ``{species: {'diffusion': D (Å²/ps), 'diffusion_sem', 'intercept': c (Å²), 'fit_start_ps',
+        'fit_end_ps'}}``. ``diffusion_sem`` is a crude statistical error: half the difference of the D of the two
+        halves of the trajectory (each fitted the same way), None if a half is too short to fit.
+    :raises ValueError: for a fit window with fewer than 3 lags or outside (0, 1].
+    """
+    if not 0.0 <= fit_start < fit_end <= 1.0:
+        raise ValueError(f'need 0 <= fit_start < fit_end <= 1, got fit_start={fit_start}, fit_end={fit_end}')
+    result = _fit(frames, timestep_fs, fit_start, fit_end, unwrapped, remove_drift)
+    half = len(frames) // 2
+    try:
+        halves = [
+            _fit(part, timestep_fs, fit_start, fit_end, unwrapped, remove_drift)
+            for part in (frames[:half], frames[half : 2 * half])
+        ]
+    except ValueError:  # too few frames for the fit window in a half
+        halves = None
+    for species, values in result.items():
+        values['diffusion_sem'] = (
+            abs(halves[0][species]['diffusion'] - halves[1][species]['diffusion']) / 2.0 if halves else None
+        )
     return result

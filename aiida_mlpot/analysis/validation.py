@@ -240,8 +240,11 @@ def compare_diffusion(
     ``timestep_fs`` is the time between frames (the reference's defaults to the same); ``fit`` is passed to
     :func:`aiida_mlpot.analysis.dynamics.diffusion_coefficients` (``fit_start``, ``fit_end``).
 
-    :returns: ``{'species': {'Na': {'diffusion', 'reference_diffusion', 'relative_error', 'tolerance',
-        'verdict'}}, 'verdict'}``.
+    The statistical error of each D is the crude two-halves estimate of
+    :func:`~aiida_mlpot.analysis.dynamics.diffusion_coefficients`; combined, it can make a verdict inconclusive.
+
+    :returns: ``{'species': {'Na': {'diffusion', 'diffusion_sem', 'reference_diffusion',
+        'reference_diffusion_sem', 'relative_error', 'relative_error_sem', 'tolerance', 'verdict'}}, 'verdict'}``.
     """
     tol = _tolerances(tolerances)
     ours = diffusion_coefficients(frames, timestep_fs, **fit)
@@ -250,12 +253,17 @@ def compare_diffusion(
     for element in sorted(set(ours) & set(theirs)):
         d, d_ref = ours[element]['diffusion'], theirs[element]['diffusion']
         relative = _relative(d, d_ref)
+        sems = [ours[element]['diffusion_sem'], theirs[element]['diffusion_sem']]
+        relative_sem = float(np.hypot(*[x or 0.0 for x in sems]) / abs(d_ref)) if d_ref else 0.0
         species[element] = {
             'diffusion': d,
+            'diffusion_sem': sems[0],
             'reference_diffusion': d_ref,
+            'reference_diffusion_sem': sems[1],
             'relative_error': relative,
+            'relative_error_sem': relative_sem,
             'tolerance': tol['diffusion_relative'],
-            'verdict': _judge(relative, tol['diffusion_relative']),
+            'verdict': _judge(relative, tol['diffusion_relative'], relative_sem),
         }
     return {'species': species, 'verdict': overall_verdict(species)}
 

@@ -42,6 +42,8 @@ def test_random_walk_gives_its_diffusion_coefficient_per_species():
         assert result[species]['diffusion'] == pytest.approx(value, rel=0.1)
         assert result[species]['fit_start_ps'] == pytest.approx(0.6)
         assert result[species]['fit_end_ps'] == pytest.approx(3.0)
+        # two halves of 300 frames: a crude error of a few per cent, of the size of the actual error
+        assert 0.0 < result[species]['diffusion_sem'] < 0.1 * value
     lags, msd = mean_squared_displacement(frames, timestep_fs=10.0)
     assert lags[1] == pytest.approx(0.01)
     assert msd['Na'][0] == pytest.approx(0.0, abs=1e-4)  # freud's FFT: round-off only

@@ -111,12 +111,12 @@ def test_density_verdicts():
         compare_density(reference)
 
 
-def walk(diffusion, seed, n_frames=300, dt_fs=10.0):
+def walk(diffusion, seed, n_frames=300, dt_fs=10.0, n_atoms=50):
     rng = np.random.default_rng(seed)
     cell = np.eye(3) * 10.0
     sigma = np.sqrt(2 * diffusion * dt_fs / 1000.0)
-    positions = np.cumsum(rng.normal(scale=sigma, size=(n_frames, 50, 3)), axis=0)
-    return [Atoms('Ar50', positions=p, cell=cell, pbc=True) for p in positions]
+    positions = np.cumsum(rng.normal(scale=sigma, size=(n_frames, n_atoms, 3)), axis=0)
+    return [Atoms(f'Ar{n_atoms}', positions=p, cell=cell, pbc=True) for p in positions]
 
 
 def test_diffusion_verdicts():
@@ -125,6 +125,13 @@ def test_diffusion_verdicts():
     slow = compare_diffusion(walk(0.1, seed=3), reference, 10.0)
     assert slow['species']['Ar']['relative_error'] == pytest.approx(-0.5, abs=0.15)
     assert slow['verdict'] == 'fail'
+    assert slow['species']['Ar']['relative_error_sem'] < 0.15
+    # 40 frames of 2 atoms: D uncertain by more than half the tolerance
+    few = compare_diffusion(
+        walk(0.2, seed=5, n_frames=40, n_atoms=2), walk(0.2, seed=6, n_frames=40, n_atoms=2), 10.0
+    )
+    assert few['species']['Ar']['relative_error_sem'] > 0.15
+    assert few['verdict'] == 'inconclusive'  # errors of -80 % to +150 % seen over seeds: noise, not a verdict
     # the reference sampled every 20 fs instead of 10
     coarse = compare_diffusion(
         walk(0.2, seed=2), walk(0.2, seed=4, dt_fs=20.0), 10.0, reference_timestep_fs=20.0

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 
 from aiida import orm
 from aiida.common import AttributeDict
+from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, if_, while_
 
 from aiida_mlpot.calculations.functions.active_learning import (
@@ -484,6 +485,20 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         """Return the node label of a data set of ``role`` in the current iteration: ``train_02``, ..."""
         return f'{role}_{self.ctx.iteration:02d}' if self.ctx.iteration else role
 
+    @staticmethod
+    def _label_inner_datasets(node, path: str) -> None:
+        """Label the unlabelled data sets made inside the child ``node`` (``path``) by where they were made.
+
+        E.g. the frames of one sampling state point become ``sampling/md_T1400_V1/dataset``: the call link labels
+        down to the calculation, then the output's link label.
+        """
+        for process in node.called_descendants:
+            call = process.base.links.get_incoming(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).first()
+            made = process.base.links.get_outgoing(node_class=DatasetData, link_type=LinkType.CREATE).all()
+            for link in made:
+                if not link.node.label:
+                    link.node.label = f'{path}/{call.link_label}/{link.link_label}'
+
     def _failed(self, name: str, exit_code, outputs: tuple[str, ...] = ()):
         """Return ``exit_code`` (formatted with the reason) if ``ctx.<name>`` failed or lacks ``outputs``."""
         node = self.ctx[name]
@@ -539,6 +554,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return failed
         self.ctx.pool = self.ctx.sampling.outputs.pool
         self.ctx.pool.label = 'pool'
+        self._label_inner_datasets(self.ctx.sampling, 'sampling')
         self.out('pool', self.ctx.pool)
         starts = exploration_starts(
             self.ctx.pool,
@@ -579,6 +595,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 del inputs.cp2k['config_overrides']
         label = 'label_initial' if self.ctx.iteration == 0 else f'label_{self.ctx.iteration:02d}'
         inputs.metadata = {'call_link_label': label}
+        self.ctx.labelling_link = label
         self.ctx.oracle_calls += len(self.ctx.to_label)
         node = self.submit(LabellingWorkChain, **inputs)
         self.report(f'labelling {len(self.ctx.to_label)} configurations: {node.process_label}<{node.pk}>')
@@ -590,6 +607,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return None, failed
         labelled = self.ctx.labelling.outputs.labelled
         labelled.label = self._iteration_label('labelled') if self.ctx.iteration else 'labelled_initial'
+        self._label_inner_datasets(self.ctx.labelling, self.ctx.labelling_link)
         return labelled, None
 
     def inspect_initial_labelling(self):
@@ -694,6 +712,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             if 'flagged' in node.outputs:
                 sources[f'flagged_{key}'] = node.outputs.flagged
                 node.outputs.flagged.label = self._iteration_label(f'flagged_{key}')
+            self._label_inner_datasets(node, f'explore_{self.ctx.iteration:02d}_{key}')
             summary = node.outputs.summary.get_dict()
             self.report(
                 f'{key}: {summary.get("outcome")} after {summary.get("steps_done")} steps '

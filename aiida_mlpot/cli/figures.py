@@ -42,6 +42,11 @@ def _save(figure, path, title: str | None) -> pathlib.Path:
     return pathlib.Path(path)
 
 
+def _markers(points) -> dict:
+    """Markers for short traces (a run stopped at its first frames would otherwise draw nothing)."""
+    return {'marker': 'o', 'markersize': 3} if len(points) < 30 else {}
+
+
 def _values(rows: Sequence[Mapping], key: str) -> tuple[list[int], list[float]]:
     pairs = [(row['iteration'], row[key]) for row in rows if row.get(key) is not None]
     return [p[0] for p in pairs], [float(p[1]) for p in pairs]
@@ -145,7 +150,7 @@ def traces_figure(
         steps = np.asarray(trace.get('step', []), dtype=float)
         scores = [np.nan if value is None else float(value) for value in trace.get('score', [])]
         if len(scores) == len(steps) and len(steps):
-            score_axis.plot(steps, scores, color=color, label=key)
+            score_axis.plot(steps, scores, color=color, label=key, **_markers(steps))
         threshold = (thresholds or {}).get(key)
         if threshold is not None:
             score_axis.axhline(
@@ -153,7 +158,7 @@ def traces_figure(
             )
         kelvin = [np.nan if value is None else float(value) for value in trace.get('temperature_K', [])]
         if len(kelvin) == len(steps) and len(steps):
-            temperature_axis.plot(steps, kelvin, color=color, label=key)
+            temperature_axis.plot(steps, kelvin, color=color, label=key, **_markers(steps))
         target = (temperatures or {}).get(key)
         if target is not None:
             temperature_axis.axhline(float(target), color=color, linestyle=':', linewidth=1)
@@ -181,7 +186,13 @@ def volume_figure(
     """
     figure, (axis,) = _figure(1, width=6.0)
     for index, (key, trace) in enumerate(sorted(traces.items())):
-        axis.plot(trace['step'], trace['volume'], color=f'C{index}', label=f'{key} (ML MD)')
+        axis.plot(
+            trace['step'],
+            trace['volume'],
+            color=f'C{index}',
+            label=f'{key} (ML MD)',
+            **_markers(trace['step']),
+        )
         if reference and reference.get(key) is not None:
             axis.axhline(
                 float(reference[key]),

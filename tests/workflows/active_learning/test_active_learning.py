@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node
 
 from aiida_mlpot.presets import nacl_tosi_fumi
@@ -11,21 +12,16 @@ from aiida_mlpot.structures import random_box
 from aiida_mlpot.workflows.active_learning import ActiveLearningWorkChain
 
 
-def _builder(codes, structure, overrides):
+def _builder(codes, structure, overrides, temperatures=(1100.0, 1400.0)):
     return ActiveLearningWorkChain.get_builder_from_protocol(
         structure,
         nacl_tosi_fumi('ewald'),
-        temperatures=[1100.0, 1400.0],
+        temperatures=temperatures,
         oracle='classical',
         protocol='fast',
         overrides=overrides,
         codes=codes,
     )
-
-
-@pytest.fixture
-def codes(code_lmp, code_gap_fit, code_python):
-    return {'lammps': code_lmp, 'gap_fit': code_gap_fit, 'python': code_python}
 
 
 @pytest.fixture
@@ -49,7 +45,10 @@ def test_bad_loop_setting_is_refused_before_running(codes, nacl_liquid):
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_loop_triggers_then_converges_on_nacl(codes, nacl_liquid):
-    """A deliberately small initial set triggers extrapolation; the loop labels, refits and converges."""
+    """A deliberately small initial set triggers extrapolation; the loop labels, refits and converges.
+
+    One state point (1400 K, the harder one) keeps it short; the datasets are labelled by role and iteration.
+    """
     overrides = {
         'selection': {'seed': 1, 'steps': [{'method': 'uniform_force', 'n': 12}, {'method': 'fps', 'n': 6}]},
         'split': {'method': 'random', 'test_fraction': 0.3, 'seed': 1},
@@ -59,7 +58,7 @@ def test_loop_triggers_then_converges_on_nacl(codes, nacl_liquid):
         },
         'exploration': {'md': {'parameters': {'extrapolation': {'relative_threshold': 1.5}}}},
     }
-    results, node = run_get_node(_builder(codes, nacl_liquid, overrides))
+    results, node = run_get_node(_builder(codes, nacl_liquid, overrides, temperatures=[1400.0]))
     assert node.is_finished_ok, node.exit_message
     curve = results['learning_curve'].get_dict()['iterations']
     assert any(row['n_triggers'] for row in curve), curve
@@ -68,3 +67,24 @@ def test_loop_triggers_then_converges_on_nacl(codes, nacl_liquid):
     last = curve[-1]
     assert last['audit_force_rmse'] < 0.05 and last['n_triggers'] == 0 and last['n_unstable'] == 0
     assert len(results['training_set']) > 4  # the candidates joined the training set
+
+    # every data set the loop made or attached is labelled by its role (and iteration)
+    assert results['pool'].label == 'pool'
+    assert results['training_set'].label == 'train_final' and results['test_set'].label == 'test_final'
+    children = {
+        link.link_label: link.node for link in node.base.links.get_outgoing(link_type=LinkType.CALL_CALC)
+    }
+    children.update(
+        {link.link_label: link.node for link in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK)}
+    )
+    assert children['select_initial'].outputs.selected.label == 'selected'
+    assert children['label_initial'].outputs.labelled.label == 'labelled_initial'
+    triggered = next(row['iteration'] for row in curve if row['n_triggers'])
+    grown = children[f'grow_{triggered:02d}'].outputs
+    assert grown.candidates.label == f'candidates_{triggered:02d}'
+    assert 'audit' not in grown or grown.audit.label == f'audit_{triggered:02d}'
+    assert grown.test.label == f'test_{triggered:02d}' or triggered == curve[-1]['iteration']
+    assert children[f'plan_{triggered:02d}'].outputs.to_label.label == f'planned_{triggered:02d}'
+    assert children[f'explore_{triggered:02d}_T1400_V1'].outputs.trajectory.label == (
+        f'trajectory_T1400_V1_{triggered:02d}'
+    )

@@ -484,9 +484,9 @@ def _last_exploration(run) -> tuple[int | None, dict]:
     return None, {}
 
 
-def _rdfs(run, replicas: dict, n_bins: int) -> tuple[dict, dict, dict, float | None]:
+def _rdfs(run, replicas: dict, n_bins: int) -> tuple[dict, dict, float | None]:
     """Partial RDFs of each replica's ML-MD frames and of the sampling frames at the same state point."""
-    from aiida_mlpot.analysis.rdf import max_rdf_cutoff, partial_rdfs, rdf_difference
+    from aiida_mlpot.analysis.rdf import max_rdf_cutoff, partial_rdfs
 
     frames = {}
     for key, node in replicas.items():
@@ -495,15 +495,14 @@ def _rdfs(run, replicas: dict, n_bins: int) -> tuple[dict, dict, dict, float | N
         if ml and reference:
             frames[key] = (ml, reference)
     if not frames:
-        return {}, {}, {}, None
+        return {}, {}, None
     r_max = min(max_rdf_cutoff(atoms) for ml, reference in frames.values() for atoms in (*ml, *reference))
     r_max = min(r_max, 10.0)
-    ml_rdfs, reference_rdfs, scores = {}, {}, {}
+    ml_rdfs, reference_rdfs = {}, {}
     for key, (ml, reference) in frames.items():
         ml_rdfs[key] = partial_rdfs(ml, r_max, n_bins=n_bins)
         reference_rdfs[key] = partial_rdfs(reference, r_max, n_bins=n_bins)
-        scores[key] = rdf_difference(ml_rdfs[key], reference_rdfs[key])
-    return ml_rdfs, reference_rdfs, scores, r_max
+    return ml_rdfs, reference_rdfs, r_max
 
 
 def write_report(run, folder: pathlib.Path, rdf_bins: int = 100) -> dict:
@@ -511,6 +510,7 @@ def write_report(run, folder: pathlib.Path, rdf_bins: int = 100) -> dict:
     import numpy as np
 
     from aiida_mlpot.analysis.errors import compute_errors, parity_plot
+    from aiida_mlpot.analysis.rdf import rdf_overlay_plot, short_range_artefacts
     from aiida_mlpot.cli import figures
     from aiida_mlpot.workflows.active_learning import exploration_key
 
@@ -585,15 +585,19 @@ def write_report(run, folder: pathlib.Path, rdf_bins: int = 100) -> dict:
             title = f'{name}: cell volume under NPT, iteration {iteration}'
             figures.volume_figure(npt, folder / 'volume.png', reference=reference, title=title)
             written['volume (NPT)'] = (folder / 'volume.png', title)
-        ml_rdfs, reference_rdfs, scores, r_max = _rdfs(run, replicas, rdf_bins)
-        if ml_rdfs:
-            title = (
-                f'{name}: partial RDFs (r_max {r_max:.2f} Å), ML MD of iteration {iteration} (solid) against the '
-                'classical sampling (dashed)'
-            )
-            figures.rdf_figure(ml_rdfs, reference_rdfs, folder / 'rdf.png', scores=scores, title=title)
-            written['partial RDFs'] = (folder / 'rdf.png', title)
-        else:
+        ml_rdfs, reference_rdfs, r_max = _rdfs(run, replicas, rdf_bins)
+        for key in ml_rdfs:
+            path = folder / f'rdf_{key}.png'
+            title = f'{name}, {key}: partial RDFs of the ML MD (iteration {iteration}) and of the classical sampling'
+            labels = (f'ML MD, iteration {iteration}', 'classical sampling')
+            rdf_overlay_plot(ml_rdfs[key], reference_rdfs[key], path, labels=labels, title=title)
+            written[f'partial RDFs {key}'] = (path, f'{title} (r_max {r_max:.2f} Å)')
+            for pair, found in short_range_artefacts(ml_rdfs[key], reference_rdfs[key]).items():
+                notes.append(
+                    f'{key}: short-range artefact in g {pair[0]}-{pair[1]}: the ML MD has g = {found["g_peak"]:.2f} '
+                    f'at {found["r_peak"]:.2f} Å where the sampling has none (onset {found["r_onset_reference"]:.2f} Å)'
+                )
+        if not ml_rdfs:
             notes.append('no ML-MD or sampling frames for the RDFs')
     else:
         notes.append('no finished exploration yet: no traces, volume or RDF figure')

@@ -1,7 +1,8 @@
-"""The figures of `aiida-mlpot report`: learning curve, exploration traces, volume, partial RDFs (PNG, Agg).
+"""The figures of `aiida-mlpot report`: learning curve, exploration traces, volume (PNG, Agg).
 
 Plain data in, a PNG file out: no AiiDA here, the command gathers the data from the graph
-(:mod:`aiida_mlpot.cli.al_run`). The parity plot is :func:`aiida_mlpot.analysis.errors.parity_plot`.
+(:mod:`aiida_mlpot.cli.al_run`). The parity plot is :func:`aiida_mlpot.analysis.errors.parity_plot`, the RDF
+overlay :func:`aiida_mlpot.analysis.rdf.rdf_overlay_plot`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ('learning_curve_figure', 'rdf_figure', 'traces_figure', 'volume_figure')
+__all__ = ('learning_curve_figure', 'traces_figure', 'volume_figure')
 
 #: Labels of the exploration score by extrapolation method.
 SCORE_LABELS = {
@@ -204,36 +205,4 @@ def volume_figure(
     axis.set_ylabel('Cell volume (Å³)')
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    return _save(figure, path, title)
-
-
-def rdf_figure(
-    ml: Mapping[str, Mapping], reference: Mapping[str, Mapping], path, scores: Mapping | None = None,
-    title: str | None = None,
-) -> pathlib.Path:  # fmt: skip
-    """Write the partial RDFs of the ML MD (solid) against those of the classical sampling (dashed).
-
-    :param ml: per replica ``{(a, b): (r, g)}`` (:func:`aiida_mlpot.analysis.rdf.partial_rdfs`).
-    :param reference: per replica the same for the sampling frames of that state point.
-    :param scores: per replica ``{(a, b): ∫|Δg| dr}`` (Å), shown in the legend.
-    """
-    pairs = sorted({pair for rdfs in (*ml.values(), *reference.values()) for pair in rdfs})
-    figure, axes = _figure(max(len(pairs), 1), width=6.0 if len(pairs) == 1 else 4.6)
-    for axis, pair in zip(axes, pairs):
-        for index, key in enumerate(sorted(set(ml) | set(reference))):
-            color = f'C{index}'
-            if pair in ml.get(key, {}):
-                r, g = ml[key][pair]
-                score = (scores or {}).get(key, {}).get(pair)
-                extra = f', ∫|Δg|dr = {score:.2f} Å' if score is not None else ''
-                axis.plot(r, g, color=color, label=f'{key} ML MD{extra}')
-            if pair in reference.get(key, {}):
-                r, g = reference[key][pair]
-                axis.plot(r, g, color=color, linestyle='--', label=f'{key} classical sampling')
-        axis.axhline(1.0, color='grey', linewidth=0.6)
-        axis.set_title(f'g {pair[0]}-{pair[1]}', fontsize=10)
-        axis.set_xlabel('r (Å)')
-        axis.set_ylabel(f'g_{pair[0]}{pair[1]}(r)')
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
     return _save(figure, path, title)

@@ -143,7 +143,8 @@ def test_report_writes_readable_figures_and_a_summary(launched, tmp_path):
     result = CliRunner().invoke(cli, ['report', str(node.pk), '--out', str(tmp_path / 'report')])
     assert result.exit_code == 0, result.output
     folder = tmp_path / 'report'
-    names = ['learning_curve', 'parity_test', 'exploration_traces', 'volume', 'rdf']
+    names = ['learning_curve', 'parity_test', 'exploration_traces', 'volume']
+    names += [f'rdf_{key}' for key in node.outputs.learning_curve['iterations'][-1]['replicas']]
     if node.outputs.learning_curve['iterations'][-1]['n_audited']:
         names.append('parity_audit')
     for name in names:

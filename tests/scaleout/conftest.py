@@ -42,6 +42,12 @@ class ScaleOut:
         self.profile = profile
         self.env = env
         self.timings = timings
+        self.started_pids: list[int] = []  # every daemon process started here, killed if left at the end
+
+    def start_daemon(self) -> None:
+        """``verdi daemon start`` with two workers; record the PIDs of circus and the workers."""
+        self.verdi('daemon', 'start', str(WORKERS))
+        self.started_pids += self.daemon_pids(circus=True)
 
     def driver(self, command: str, *args: str, timeout: float = 1200.0) -> dict:
         """Run ``driver.py command`` on the scale-out profile and return its JSON result."""
@@ -66,12 +72,14 @@ class ScaleOut:
         return result
 
     def daemon_pids(self, circus: bool = False) -> list[int]:
-        """Return the PIDs of the daemon workers (and of the circus arbiter with ``circus``)."""
+        """Return the PIDs of the daemon workers (with ``circus``: also the arbiter and all its children)."""
         code = (
             'import json, aiida; from aiida.engine.daemon.client import get_daemon_client; '
             f'aiida.load_profile("{self.profile}"); client = get_daemon_client(); '
             'pids = sorted(int(w["pid"]) for w in client.get_worker_info()["info"].values()); '
-            f'pids += [client.get_daemon_pid()] if {circus} else []; print(json.dumps(pids))'
+            f'circus = client.get_daemon_pid() if {circus} else None; import psutil; '
+            'pids += [circus] + [p.pid for p in psutil.Process(circus).children(recursive=True)] if circus else []; '
+            'print(json.dumps(sorted(set(pids))))'
         )
         result = subprocess.run([sys.executable, '-c', code], env=self.env, capture_output=True, text=True)
         return json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else []
@@ -93,6 +101,8 @@ def kill_leftovers(pids: list[int]) -> list[int]:
 def scaleout(tmp_path_factory):
     """PostgreSQL + RabbitMQ + SLURM on loopback, a ``core.psql_dos`` profile with caching for the oracle
     calculations, its computers and codes (driver.py setup) and a daemon with two workers."""
+    if os.environ.get('MLPOT_SCALEOUT') == '0':
+        pytest.skip('scale-out tests switched off (MLPOT_SCALEOUT=0)')
     for name in ('postgres', 'rabbitmq', 'slurm'):
         reason = scaleout_services.missing_requirements(name)
         if reason:
@@ -101,7 +111,7 @@ def scaleout(tmp_path_factory):
     services = scaleout_services.Services(keep=bool(os.environ.get('MLPOT_KEEP_SERVICES')))
     env = dict(os.environ)
     profile = f'scaleout-{secrets.token_hex(4)}'
-    started_daemon, daemon_pids = False, []
+    started_daemon, scaleout = False, None
     try:
         info = {
             'postgres': services.start_postgres(),
@@ -125,9 +135,8 @@ def scaleout(tmp_path_factory):
         timings['profile_setup'] = time.monotonic() - setup_start
         daemon_start = time.monotonic()
         started_daemon = True
-        scaleout.verdi('daemon', 'start', str(WORKERS))
+        scaleout.start_daemon()
         timings['daemon_start'] = time.monotonic() - daemon_start
-        daemon_pids = scaleout.daemon_pids(circus=True)
         timings['total_start'] = time.monotonic() - start
         print(f'scale-out services and daemon started: {json.dumps(timings)}')
         yield scaleout
@@ -144,7 +153,7 @@ def scaleout(tmp_path_factory):
             if result.returncode:
                 print(f'verdi daemon stop: {result.stdout} {result.stderr}')
             time.sleep(1)
-            killed = kill_leftovers(daemon_pids)
+            killed = kill_leftovers(scaleout.started_pids if scaleout else [])
             if killed:
                 print(f'daemon processes still running after `verdi daemon stop`, killed: {killed}')
         codes = services.stop()

@@ -252,9 +252,56 @@ def cmd_caching(args) -> dict:
     return result
 
 
+def cmd_crash_submit(args) -> dict:
+    """Submit a CP2K xTB labelling of 3 configurations; return once every CP2K job is in SLURM (has a job id)."""
+    from aiida import orm
+    from aiida.engine import submit
+
+    from aiida_mlpot.workflows.labelling import LabellingWorkChain
+
+    builder = LabellingWorkChain.get_builder_from_protocol(
+        orm.load_code('cp2k@slurm'),
+        [orm.StructureData(ase=atoms) for atoms in nacl_cells(3, seed=args.seed + 400)],
+        protocol='xtb',
+        overrides={'cp2k': {'settings': {'omp_num_threads': 1}, 'max_concurrent': 3}},
+        options=LABEL_OPTIONS,
+    )
+    node = submit(builder)
+    start = time.monotonic()
+    while time.monotonic() - start < args.timeout:
+        calcs = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)]
+        if len(calcs) == 3 and all(calc.get_job_id() for calc in calcs):
+            break
+        if node.is_terminated:
+            break
+        time.sleep(0.5)
+    calcs = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)]
+    return {
+        'pk': node.pk,
+        'terminated': node.is_terminated,
+        'calcjobs': {
+            calc.pk: {'job_id': calc.get_job_id(), 'state': str(calc.get_state())} for calc in calcs
+        },
+    }
+
+
+def cmd_crash_finish(args) -> dict:
+    """Wait for the labelling of ``crash-submit`` (``--pk``) and describe it."""
+    from aiida import orm
+
+    node = orm.load_node(args.pk)
+    waited = wait([node], args.timeout)
+    facts = workchain_facts(node)
+    facts['waited_s'] = waited
+    facts['n_labelled'] = node.outputs.counts['n_labelled'] if node.is_finished_ok else None
+    facts['labelling_children'] = sorted(child.process_label for child in node.called)
+    return facts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument('command', choices=['setup', 'e2e', 'caching'])
+    parser.add_argument('command', choices=['setup', 'e2e', 'caching', 'crash-submit', 'crash-finish'])
+    parser.add_argument('--pk', type=int, help='the process of crash-submit (crash-finish)')
     parser.add_argument('--name', required=True, help='profile name')
     parser.add_argument('--services', help='JSON with the services details (setup)')
     parser.add_argument('--workdir', help='folder for the repository and the computers (setup)')
@@ -265,7 +312,14 @@ def main() -> int:
         import aiida
 
         aiida.load_profile(args.name)
-    result = {'setup': cmd_setup, 'e2e': cmd_e2e, 'caching': cmd_caching}[args.command](args)
+    commands = {
+        'setup': cmd_setup,
+        'e2e': cmd_e2e,
+        'caching': cmd_caching,
+        'crash-submit': cmd_crash_submit,
+        'crash-finish': cmd_crash_finish,
+    }
+    result = commands[args.command](args)
     print('RESULT ' + json.dumps(result), flush=True)
     return 0
 

@@ -87,3 +87,35 @@ def test_relabelling_reuses_cached_oracle_results(scaleout):
         f'first run {first["wall_s"]:.1f} s ({sum(f["cached_from"] is not None for f in run_first)} of 2 cached), '
         f'second {second["wall_s"]:.1f} s for 3'
     )
+
+
+def test_labelling_survives_killed_daemon_workers(scaleout):
+    """SIGKILL every daemon process (workers and circus) while a CP2K labelling batch runs in SLURM, start the
+    daemon again: the work chain finishes, each configuration was labelled by exactly one SLURM job."""
+    import os
+    import signal
+
+    submitted = scaleout.driver('crash-submit')
+    assert not submitted['terminated'], f'the labelling ended before the daemon could be killed: {submitted}'
+    calcs_before = submitted['calcjobs']
+    assert len(calcs_before) == 3 and all(fact['job_id'] for fact in calcs_before.values())
+    pids = scaleout.daemon_pids(circus=True)
+    assert len(pids) >= 3  # circus, its two workers (and its stats process)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    scaleout.start_daemon()
+    result = scaleout.driver('crash-finish', '--pk', str(submitted['pk']))
+    print(f'labelling after SIGKILL of the daemon: waited {result["waited_s"]:.1f} s after the restart')
+    assert result['finished_ok'], result
+    assert result['n_labelled'] == 3
+    assert result['labelling_children'].count('Cp2kLabelWorkChain') == 3  # nothing relaunched
+    calcjobs = [f for f in result['calcjobs'] if f['process_label'] == 'Cp2kCalculation']
+    assert len(calcjobs) == 3  # no configuration labelled twice
+    assert {str(f['pk']): f['job_id'] for f in calcjobs} == {
+        pk: fact['job_id'] for pk, fact in calcs_before.items()
+    }  # the same SLURM jobs: none resubmitted
+    completed = scaleout.services.slurm.completed_jobs()
+    names = [job['Name'] for job in completed.values()]
+    for fact in calcjobs:
+        assert names.count(f'aiida-{fact["pk"]}') == 1  # one SLURM job per calculation
+        assert completed[int(fact['job_id'])]['JobState'] == 'COMPLETED'

@@ -213,6 +213,7 @@ def run(args, services, workers: list[int], builders) -> dict:
     )
 
     n_ok = states.get('finished_ok', 0)
+    n_done = len(lifetimes)
     figures = {
         'n': args.n,
         'workers': args.workers,
@@ -227,9 +228,10 @@ def run(args, services, workers: list[int], builders) -> dict:
         'makespan_s': makespan,
         'throughput_per_s': n_ok / makespan,
         'throughput_per_hour': 3600 * n_ok / makespan,
-        'wall_per_process_s': makespan / args.n,
+        # per terminated process (all N unless --timeout cut the run short)
+        'wall_per_process_s': makespan / max(n_done, 1),
         'lifetime_median_s': lifetimes[len(lifetimes) // 2] if lifetimes else None,
-        'cpu_per_process_s': {k: (cpu_after[k] - cpu_before[k]) / args.n for k in cpu_before},
+        'cpu_per_process_s': {k: (cpu_after[k] - cpu_before[k]) / max(n_done, 1) for k in cpu_before},
         'load_average': os.getloadavg(),
     }
     return figures

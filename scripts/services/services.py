@@ -26,8 +26,8 @@ Command line (used by the how-to docs/how-to/scale-out.md and benchmarks/bench_d
 
 starts the services, writes their connection details as JSON and waits until SIGINT/SIGTERM, then stops them.
 
-No AiiDA import here: this module is usable before any profile exists; scripts/services/profile.py builds the
-AiiDA profile, computers and codes on top of it.
+No AiiDA import here: this module is usable before any profile exists; scripts/services/aiida_setup.py
+builds the AiiDA profile, computers and codes on top of it.
 """
 
 from __future__ import annotations

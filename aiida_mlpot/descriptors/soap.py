@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     'DEFAULT_SOAP',
+    'validate_soap',
     'atomic_soap',
     'average_soap',
     'is_periodic',
@@ -37,6 +38,31 @@ def species_of(*frame_lists: Sequence[Atoms]) -> list[str]:
     )
 
 
+def validate_soap(soap) -> str | None:
+    """Return why the SOAP settings ``soap`` are invalid (unknown key, wrong type or range), or None."""
+    if soap is None:
+        return None
+    if not isinstance(soap, dict):
+        return f'the SOAP settings must be a mapping, got {type(soap).__name__}'
+    unknown = set(soap) - _ALLOWED
+    if unknown:
+        return f'unknown SOAP settings {sorted(unknown)}; allowed: {sorted(_ALLOWED)}'
+    for key, low in (('r_cut', 0.0), ('sigma', 0.0)):
+        value = soap.get(key)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not np.isfinite(value)
+            or value <= low
+        ):
+            return f'SOAP `{key}` must be a positive finite number (Å), got {value!r}'
+    for key, low in (('n_max', 1), ('l_max', 0)):
+        value = soap.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            return f'SOAP `{key}` must be an integer >= {low}, got {value!r}'
+    return None
+
+
 def make_soap(
     species: Sequence[str], soap: dict | None = None, average: str = 'off', periodic: bool = True
 ) -> SOAP:
@@ -46,10 +72,10 @@ def make_soap(
     :param soap: SOAP settings (``r_cut``, ``n_max``, ``l_max``, ``sigma``, optionally ``rbf``, ...).
     :param average: dscribe averaging mode: 'off' (one vector per atom) or 'inner' (one per configuration).
     """
+    message = validate_soap(soap)
+    if message:
+        raise ValueError(message)
     settings = {**DEFAULT_SOAP, **(soap or {})}
-    unknown = set(settings) - _ALLOWED
-    if unknown:
-        raise ValueError(f'unknown SOAP settings {sorted(unknown)}; allowed: {sorted(_ALLOWED)}')
     settings.setdefault('periodic', periodic)
     from dscribe.descriptors import SOAP  # imported here: dscribe pulls in scikit-learn (seconds)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from ase import Atoms
 
+from aiida_mlpot.descriptors.soap import validate_soap
 from aiida_mlpot.selection.base import EmptyPoolError, SelectionError
 from aiida_mlpot.selection.basic import select_random, select_temporal
 from aiida_mlpot.selection.fps import select_fps
@@ -76,6 +77,9 @@ def validate_selection_spec(spec: Mapping) -> str | None:
         n = step.get('n')
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             return f"step {k} ({method}): 'n' must be a positive integer, got {n!r}"
+        message = validate_soap(step.get('soap')) if 'soap' in allowed else None
+        if message:
+            return f'step {k} ({method}): {message}'
     return None
 
 

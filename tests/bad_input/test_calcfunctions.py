@@ -13,10 +13,6 @@ from aiida import orm
 
 from tests.bad_input.conftest import labelled, nacl
 
-FPS_SOAP = (
-    "validate_selection_spec does not check an fps step's `soap` settings: an unknown key (ValueError from "
-    'descriptors.soap) or a bad value (ValueError from dscribe, not naming it) leaves an Excepted calcfunction'
-)
 SELECT = {'seed': 1, 'steps': [{'method': 'random', 'n': 2}]}
 
 
@@ -49,14 +45,12 @@ SELECT_CASES = [
         lambda: (_pool(), {'steps': [{'method': 'fps', 'n': 2, 'soap': {'rcut': 5.0}}]}),
         201,
         'rcut',
-        marks=pytest.mark.xfail(strict=True, reason=FPS_SOAP),
     ),
     pytest.param(
         'negative SOAP cutoff of FPS',
         lambda: (_pool(), {'steps': [{'method': 'fps', 'n': 2, 'soap': {'r_cut': -5.0}}]}),
         201,
         'r_cut.*-5',
-        marks=pytest.mark.xfail(strict=True, reason=FPS_SOAP),
     ),
 ]
 

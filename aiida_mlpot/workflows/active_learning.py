@@ -29,6 +29,7 @@ short-range difference, which cut the error on visited frames by an order of mag
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from collections.abc import Mapping, Sequence
 
@@ -46,7 +47,7 @@ from aiida_mlpot.calculations.functions.active_learning import (
 )
 from aiida_mlpot.calculations.functions.selection import select_configurations, split_dataset
 from aiida_mlpot.calculations.gap_fit import declared_memory_mb
-from aiida_mlpot.calculations.lammps import validate_potential_inputs
+from aiida_mlpot.calculations.lammps import validate_atoms, validate_potential_inputs
 from aiida_mlpot.calculations.ports import define_potential_ports
 from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
@@ -127,18 +128,32 @@ def validate_state_points(node, _) -> str | None:
         if unknown:
             return f'`state_points[{index}].{unknown[0]}`: unknown key; known: temperature_K, pressure_bar'
         temperature = point.get('temperature_K')
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
-            return f'`state_points[{index}].temperature_K`: must be a positive number, got {temperature!r}'
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float)
+            or not (math.isfinite(temperature) and temperature > 0)
+        ):
+            return f'`state_points[{index}].temperature_K`: must be a positive finite number, got {temperature!r}'
         pressure = point.get('pressure_bar')
-        if pressure is not None and (isinstance(pressure, bool) or not isinstance(pressure, int | float)):
-            return f'`state_points[{index}].pressure_bar`: must be a number, got {pressure!r}'
+        if pressure is not None and (
+            isinstance(pressure, bool) or not isinstance(pressure, int | float) or not math.isfinite(pressure)
+        ):
+            return f'`state_points[{index}].pressure_bar`: must be a finite number, got {pressure!r}'
     if len({exploration_key(point) for point in points}) != len(points):
         return '`state_points`: a state point is given twice'
     return None
 
 
 def validate_inputs(value, _) -> str | None:
-    """Validate the combination: selection and split specs, the oracle's potential, Δ-learning charges."""
+    """Validate the combination: the structure, selection and split specs, the oracle's potential, Δ-learning charges."""
+    if 'structure' in value:
+        atoms = value['structure'].get_ase()
+        message = validate_atoms(atoms)
+        if message:
+            return f'`structure`: {message}'
+        points = value['state_points'].get_list() if 'state_points' in value else []
+        if not all(atoms.pbc) and any(isinstance(p, dict) and 'pressure_bar' in p for p in points):
+            return '`structure`: NPT state points (`pressure_bar`) need a structure periodic in all three directions'
     for port, check in (('selection', validate_selection_spec), ('split', validate_split_spec)):
         if port in value:
             message = check(value[port].get_dict())

@@ -3,10 +3,9 @@
 The loop is not launched: an input that is not refused would start the whole loop (sampling MD, labelling,
 fits), so each case runs the exact validation of a launch (``launch_message``: pre-processing and the spec's
 validators) on a builder from ``get_builder_from_protocol`` with one bad value, unless the builder already
-refuses the value when it is set (the same port validators, a ``ValueError``). Cases the loop does not refuse
-yet are marked ``xfail(strict=True)`` with what is missing: the sampling and labelling stages it exposes check
-the structure and the classical potential only when they are launched with a structure, which the loop provides
-itself at run time, so today these inputs would end as an Excepted loop when the sampling is submitted.
+refuses the value when it is set (the same port validators, a ``ValueError``). The structure (overlaps,
+non-finite or zero-volume cells, periodicity for NPT) and the state points (finite numbers) are checked by the
+loop's own validators, before the stages it exposes would see them at run time.
 """
 
 from __future__ import annotations
@@ -20,12 +19,6 @@ from aiida import orm
 from ase.build import bulk
 
 from tests.bad_input.conftest import launch_message, molecule_box, overlapping
-
-MISSING_STRUCTURE_CHECK = (
-    'ActiveLearningWorkChain.validate_inputs does not check `structure` (calculations.lammps.validate_atoms: '
-    'overlaps, non-finite or zero-volume cells; periodicity for NPT state points)'
-)
-MISSING_FINITE_CHECK = 'validate_state_points accepts non-finite temperatures and pressures (inf, nan)'
 
 
 @pytest.fixture
@@ -66,8 +59,6 @@ def _silicon():
 
 
 SILICON_SW = {'pair_style': 'sw', 'pair_coeff': ['* * Si.sw Si'], 'files': ['Si.sw']}
-XFAIL_STRUCTURE = pytest.mark.xfail(strict=True, reason=MISSING_STRUCTURE_CHECK)
-XFAIL_FINITE = pytest.mark.xfail(strict=True, reason=MISSING_FINITE_CHECK)
 
 CASES = [
     (
@@ -133,14 +124,11 @@ CASES = [
         lambda m: _set(builder(m), 'sampling.md.code', m.gap_fit),
         'not for LAMMPS',
     ),
-    pytest.param(
-        'overlapping atoms', lambda m: builder(m, atoms=overlapping()), '0.300 Å', marks=XFAIL_STRUCTURE
-    ),
+    pytest.param('overlapping atoms', lambda m: builder(m, atoms=overlapping()), '0.300 Å'),
     pytest.param(
         'NPT state points on a non-periodic box',
         lambda m: builder(m, atoms=molecule_box(), pressures=[1.0]),
         'periodic',
-        marks=XFAIL_STRUCTURE,
     ),
     pytest.param(
         'pair missing from pair_coeff',
@@ -152,14 +140,11 @@ CASES = [
         lambda m: builder(m, atoms=_silicon(), potential=SILICON_SW),
         'Si.sw',
     ),
-    pytest.param(
-        'NaN pressure', lambda m: builder(m, pressures=[math.nan]), 'pressure_bar.*nan', marks=XFAIL_FINITE
-    ),
+    pytest.param('NaN pressure', lambda m: builder(m, pressures=[math.nan]), 'pressure_bar.*nan'),
     pytest.param(
         'infinite temperature',
         lambda m: builder(m, temperatures=[math.inf]),
         'temperature_K.*inf',
-        marks=XFAIL_FINITE,
     ),
 ]
 

@@ -47,9 +47,8 @@ def test_bad_loop_setting_is_refused_before_running(codes, nacl_liquid):
 def test_loop_triggers_then_converges_on_nacl(codes, nacl_liquid):
     """A deliberately small initial set triggers extrapolation; the loop labels, refits and converges.
 
-    One state point (1400 K, the harder one) keeps it short (measured: 62 min under a load of ~20 on 2 cores,
-    where the two-state-point version took 12.6 min under a lighter load); the datasets are labelled by role and
-    iteration.
+    One state point (1400 K, the harder one): half the ML MD and labels of a two-state-point run; the datasets are
+    labelled by role and iteration.
     """
     overrides = {
         'selection': {'seed': 1, 'steps': [{'method': 'uniform_force', 'n': 12}, {'method': 'fps', 'n': 6}]},

@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None):
         metrics = results['metrics'].get_dict()['overall']
         print(
             f'final potential GapPotentialData<{results["potential"].pk}> trained on {len(results["training_set"])} '
-            f'configurations; test set of {len(results["test_set"])}: force RMSE {metrics["forces"]["rmse"]:.4g} '
-            f'eV/Å, energy RMSE {metrics["energy_per_atom"]["rmse"]:.4g} meV/atom'
+            f'configurations; on the test set at its fit: force RMSE {metrics["forces"]["rmse"]:.4g} eV/Å, energy '
+            f'RMSE {metrics["energy_per_atom"]["rmse"]:.4g} meV/atom; the test set is now {len(results["test_set"])} '
+            'configurations (audits included)'
         )
     print(f'\nthe run is ActiveLearningWorkChain<{node.pk}>; look at it with')
     print(f'  aiida-mlpot status {node.pk}')

@@ -1,0 +1,421 @@
+"""`ValidationWorkChain`: physical validation of a GAP against its reference by MD at the caller's state points.
+
+Per state point ``{temperature_K}`` (NVT at the volume of ``structure``) or ``{temperature_K, pressure_bar}``
+(NVT at that volume and NPT at that pressure), the potential's MD runs through
+:class:`~aiida_mlpot.workflows.ml_md.MlMdWorkChain` and the reference's either through
+:class:`~aiida_mlpot.workflows.sampling.SamplingWorkChain` (a classical teacher in LAMMPS, the same state
+points, all in one sampling run) or is supplied as one ``DatasetData`` per run (``reference_trajectories``,
+keyed ``T1400_V1`` for the NVT run at 1400 K, ``T1400_P1`` for the NPT run at 1 bar). Then, by calcfunctions of
+:mod:`aiida_mlpot.calculations.functions.validation` (thin wrappers of :mod:`aiida_mlpot.analysis.validation`):
+
+- NVT: partial RDFs overlaid (PNG, ``rdf_plots.<key>``) with |Δg| per pair and short-range artefacts, and the
+  diffusion coefficients per species, against the reference;
+- NPT: the density (percent) and its drift;
+- stability: a potential whose MD became unstable fails the state point (no comparison is made on the frames
+  it left);
+- rerun (optional, ``rerun`` inputs: a ``LabellingWorkChain`` oracle): a sample of the potential's MD frames
+  relabelled by the reference: energy, force and virial errors and the pressure bias on the configurations the
+  potential itself visits (figures only: no tolerance is defined for them).
+
+Outputs: ``validation`` (Dict of every figure and verdict), ``verdict`` (Str: pass, fail or inconclusive, see
+docs/topics/validation.md), ``rdf_plots`` (PNG per NVT run), ``rerun_labelled``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping, Sequence
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, if_
+
+from aiida_mlpot.analysis.validation import check_tolerances
+from aiida_mlpot.calculations.functions.validation import (
+    compare_md,
+    compare_npt_density,
+    compare_rerun,
+    join_validation,
+    sample_rerun_frames,
+)
+from aiida_mlpot.calculations.ports import check_options
+from aiida_mlpot.data.dataset import DatasetData
+from aiida_mlpot.data.potential import GapPotentialData
+from aiida_mlpot.inputs.sampling import state_point_key
+from aiida_mlpot.workflows.active_learning import validate_state_points
+from aiida_mlpot.workflows.labelling import LabellingWorkChain
+from aiida_mlpot.workflows.ml_md import MlMdWorkChain
+from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
+from aiida_mlpot.workflows.sampling import SamplingWorkChain
+
+__all__ = ('COMPARISON_KEYS', 'ValidationWorkChain', 'validation_runs')
+
+#: Keys of the ``parameters`` input (numbers; ``tolerances`` overrides of analysis.validation.TOLERANCES).
+COMPARISON_KEYS = ('discard', 'n_bins', 'r_max', 'fit_start', 'fit_end', 'tolerances', 'rerun_frames')
+
+
+def validation_runs(state_points: Sequence[Mapping]) -> dict[str, dict]:
+    """Return the MD runs of the state points, ``{key: sampling state point}``: NVT of each, NPT where a pressure is.
+
+    Keys are those of :func:`~aiida_mlpot.inputs.sampling.state_point_key`: ``T1400_V1`` (NVT at the
+    structure's volume), ``T1400_P1`` (NPT at 1 bar).
+    """
+    runs = {}
+    for point in state_points:
+        nvt = {'temperature_K': float(point['temperature_K']), 'volume_scale': 1.0}
+        runs[state_point_key(nvt)] = nvt
+        if point.get('pressure_bar') is not None:
+            npt = {
+                'temperature_K': float(point['temperature_K']),
+                'pressure_bar': float(point['pressure_bar']),
+            }
+            runs[state_point_key(npt)] = npt
+    return runs
+
+
+def validate_parameters(node, _) -> str | None:
+    """Unknown keys of ``parameters`` are errors naming the key; the tolerances must be known and numbers."""
+    values = node.get_dict()
+    unknown = sorted(set(values) - set(COMPARISON_KEYS))
+    if unknown:
+        return f'`parameters.{unknown[0]}`: unknown key; known: {", ".join(COMPARISON_KEYS)}'
+    message = check_tolerances(values.get('tolerances') or {})
+    if message:
+        return f'`parameters.tolerances`: {message}'
+    discard = values.get('discard', 0.2)
+    if isinstance(discard, bool) or not isinstance(discard, int | float) or not 0.0 <= discard < 1.0:
+        return f'`parameters.discard`: must be in [0, 1), got {discard!r}'
+    frames = values.get('rerun_frames', 8)
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        return f'`parameters.rerun_frames`: must be a positive integer, got {frames!r}'
+    return None
+
+
+def validate_inputs(value, _) -> str | None:
+    """Exactly one reference: a teacher's MD (``reference_md``) or trajectories for every run."""
+    has_md = bool(value.get('reference_md', {}).get('md_parameters'))
+    trajectories = value.get('reference_trajectories') or {}
+    if has_md == bool(trajectories):
+        return 'give exactly one reference: `reference_md` (a classical teacher) or `reference_trajectories`'
+    if trajectories and 'state_points' in value:
+        missing = sorted(set(validation_runs(value['state_points'].get_list())) - set(trajectories))
+        if missing:
+            return f'`reference_trajectories.{missing[0]}`: missing (one trajectory per run is needed)'
+    return None
+
+
+class ValidationWorkChain(ProtocolMixin, WorkChain):
+    """Physical validation of a GAP against a reference (teacher MD or trajectories) by MD at state points."""
+
+    _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'validation.yaml'
+
+    @classmethod
+    def define(cls, spec):
+        """Define the process specification."""
+        super().define(spec)
+        spec.input('potential', valid_type=GapPotentialData, help='The potential to validate.')
+        spec.input('structure', valid_type=orm.StructureData, help='The starting configuration of every run.')
+        spec.input(
+            'state_points',
+            valid_type=orm.List,
+            serializer=orm.to_aiida_type,
+            validator=validate_state_points,
+            help='`{temperature_K}` (NVT at the volume of `structure`) or `{temperature_K, pressure_bar}` (NVT '
+            'and NPT).',
+        )
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            serializer=orm.to_aiida_type,
+            validator=validate_parameters,
+            help=f'Comparison settings: {", ".join(COMPARISON_KEYS)}.',
+        )
+        spec.expose_inputs(
+            MlMdWorkChain,
+            namespace='ml_md',
+            exclude=('md.structure', 'md.restart_from', 'md.restart_frame', 'md.potential'),
+            namespace_options={'help': "Inputs of the potential's MD runs (python code, MD settings)."},
+        )
+        spec.expose_inputs(
+            SamplingWorkChain,
+            namespace='reference_md',
+            exclude=('structure', 'state_points'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': "The classical teacher's MD at the same state points (LAMMPS code, potential, settings).",
+            },
+        )
+        spec.input_namespace(
+            'reference_trajectories',
+            valid_type=DatasetData,
+            dynamic=True,
+            required=False,
+            help='Instead of `reference_md`: the reference frames of each run, keyed like `T1400_V1`, `T1400_P1`.',
+        )
+        spec.input(
+            'reference_timestep_fs',
+            valid_type=orm.Float,
+            required=False,
+            serializer=orm.to_aiida_type,
+            help='MD time step of `reference_trajectories` whose frames have a `step` but no `time_fs`.',
+        )
+        spec.expose_inputs(
+            LabellingWorkChain,
+            namespace='rerun',
+            exclude=('structures', 'dataset'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': "The oracle that relabels a sample of the potential's MD frames (the rerun check).",
+            },
+        )
+        for namespace in ('ml_md', 'reference_md', 'rerun'):
+            spec.inputs[namespace].dynamic = False
+        spec.inputs.validator = validate_inputs
+
+        spec.outline(
+            cls.setup,
+            cls.run_md,
+            cls.inspect_md,
+            if_(cls.should_rerun)(
+                cls.run_rerun,
+                cls.inspect_rerun,
+            ),
+            cls.compare,
+            cls.results,
+        )
+
+        spec.output(
+            'validation', valid_type=orm.Dict, help='Every figure and verdict, per state point and run.'
+        )
+        spec.output('verdict', valid_type=orm.Str, help='The overall verdict: pass, fail or inconclusive.')
+        spec.output_namespace('rdf_plots', valid_type=orm.SinglefileData, dynamic=True, help='RDF overlays.')
+        spec.output(
+            'rerun_labelled', valid_type=DatasetData, required=False, help='The relabelled ML-MD frames.'
+        )
+        spec.exit_code(
+            401, 'ERROR_SUB_PROCESS_FAILED_REFERENCE', message='the reference MD failed: {message}'
+        )
+        spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_ML_MD', message='the ML MD of {key} failed: {message}')
+        spec.exit_code(403, 'ERROR_SUB_PROCESS_FAILED_RERUN', message='the rerun labelling failed: {message}')
+        spec.exit_code(404, 'ERROR_COMPARISON_FAILED', message='the comparison {label} failed: {message}')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        codes: Mapping[str, orm.AbstractCode],
+        structure: orm.StructureData,
+        protocol: str | None = None,
+        overrides: dict | None = None,
+        options: dict | None = None,
+        *,
+        potential: GapPotentialData,
+        state_points: Sequence[Mapping],
+        teacher: Mapping | orm.Dict | None = None,
+        teacher_files: Mapping | None = None,
+        reference_trajectories: Mapping[str, DatasetData] | None = None,
+        rerun: bool = True,
+    ):
+        """Return a builder validating ``potential`` at ``state_points`` (``fast``, ``balanced``, ``stringent``).
+
+        :param codes: ``python`` (ML MD) and ``lammps`` (the teacher's MD and the rerun labelling).
+        :param overrides: inputs keyed like the ports, merged over the protocol's; an unknown key is a
+            ``ValueError`` naming it.
+        :param teacher: the classical potential dictionary of the reference (its MD and the rerun labels).
+        :param reference_trajectories: instead of the teacher's MD, the reference frames of each run.
+        :param rerun: relabel a sample of the ML-MD frames with the teacher (needs ``teacher``).
+        """
+        if teacher is None and reference_trajectories is None:
+            raise ValueError('give `teacher` (its MD is the reference) or `reference_trajectories`')
+        if rerun and teacher is None:
+            raise ValueError('the rerun check needs a `teacher`')
+        check_options(options)
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        if options:
+            inputs = recursive_merge(inputs, {'ml_md': {'md': {'metadata': {'options': options}}}})
+        builder = cls.get_builder()
+        own = {key: inputs[key] for key in ('parameters',) if key in inputs}
+        populate_builder(builder, own)
+        builder.potential = potential
+        builder.structure = structure
+        builder.state_points = orm.List([dict(point) for point in state_points])
+        populate_builder(builder.ml_md, inputs['ml_md'], cls.spec().inputs['ml_md'])
+        builder.ml_md.md.code = codes['python']
+        if reference_trajectories is None:
+            reference = inputs.get('reference_md', {})
+            if options:
+                reference = recursive_merge(reference, {'md': {'metadata': {'options': options}}})
+            populate_builder(builder.reference_md, reference, cls.spec().inputs['reference_md'])
+            builder.reference_md.md.code = codes['lammps']
+            builder.reference_md.potential = teacher if isinstance(teacher, orm.Dict) else orm.Dict(teacher)
+            if teacher_files:
+                builder.reference_md.potential_files = dict(teacher_files)
+        else:
+            builder.reference_trajectories = dict(reference_trajectories)
+        if rerun:
+            builder.rerun.classical.code = codes['lammps']
+            builder.rerun.classical.potential = (
+                teacher if isinstance(teacher, orm.Dict) else orm.Dict(teacher)
+            )
+            if teacher_files:
+                builder.rerun.classical.potential_files = dict(teacher_files)
+            if options:
+                builder.rerun.options = orm.Dict(dict(options))
+        return builder
+
+    def setup(self):
+        """The runs: NVT per state point, NPT where a pressure is given."""
+        self.ctx.runs = validation_runs(self.inputs.state_points.get_list())
+        self.ctx.parameters = self.inputs.parameters.get_dict()
+        self.ctx.comparisons = {}
+
+    def run_md(self):
+        """Submit the potential's MD runs and, with a teacher, its MD at the same state points (concurrently)."""
+        base = self.exposed_inputs(MlMdWorkChain, 'ml_md')
+        processes = {}
+        for key, point in self.ctx.runs.items():
+            inputs = AttributeDict(base)
+            inputs.md = AttributeDict(base['md'])
+            parameters = inputs.md.parameters.get_dict()
+            md = parameters.setdefault('md', {})
+            md['temperature_K'] = point['temperature_K']
+            if 'pressure_bar' in point:
+                md.update({'ensemble': 'npt', 'pressure_bar': point['pressure_bar']})
+            else:
+                md['ensemble'] = 'nvt'
+            inputs.md.parameters = orm.Dict(parameters)
+            inputs.md.potential = self.inputs.potential
+            inputs.md.structure = self.inputs.structure
+            inputs.metadata = {'call_link_label': f'ml_md_{key}'}
+            processes[f'ml_md_{key}'] = self.submit(MlMdWorkChain, **inputs)
+        if 'reference_trajectories' not in self.inputs or not self.inputs.reference_trajectories:
+            inputs = AttributeDict(self.exposed_inputs(SamplingWorkChain, 'reference_md'))
+            inputs.structure = self.inputs.structure
+            inputs.state_points = orm.List(list(self.ctx.runs.values()))
+            inputs.metadata = {'call_link_label': 'reference_md'}
+            processes['reference_md'] = self.submit(SamplingWorkChain, **inputs)
+        self.report(f'submitted the MD of {", ".join(self.ctx.runs)} ({len(processes)} processes)')
+        return ToContext(**processes)
+
+    def inspect_md(self):
+        """Collect the trajectories; an unstable ML MD is a failed check, any other failure ends the work chain."""
+        if 'reference_md' in self.ctx:
+            node = self.ctx.reference_md
+            failed = (
+                node.outputs.failed_state_points.get_dict() if 'failed_state_points' in node.outputs else {}
+            )
+            if not node.is_finished_ok or failed:
+                message = '; '.join(f'{k}: {v}' for k, v in failed.items()) or _failure(node)
+                return self.exit_codes.ERROR_SUB_PROCESS_FAILED_REFERENCE.format(message=message)
+            self.ctx.reference = {key: node.outputs.pool for key in self.ctx.runs}
+            self.ctx.reference_timestep = node.inputs.md_parameters.get_dict()['timestep_fs']
+        else:
+            self.ctx.reference = dict(self.inputs.reference_trajectories)
+            timestep = self.inputs.get('reference_timestep_fs')
+            self.ctx.reference_timestep = timestep.value if timestep is not None else None
+        self.ctx.trajectories = {}
+        unstable = MlMdWorkChain.exit_codes.ERROR_UNSTABLE_MD_GAVE_UP.status
+        for key in self.ctx.runs:
+            node = self.ctx[f'ml_md_{key}']
+            summary = node.outputs.summary.get_dict() if 'summary' in node.outputs else {}
+            if node.is_finished_ok:
+                self.ctx.trajectories[key] = node.outputs.trajectory
+                stability = {'verdict': 'pass', 'outcome': summary.get('outcome')}
+            elif node.exit_status == unstable:
+                stability = {
+                    'verdict': 'fail',
+                    'outcome': summary.get('outcome'),
+                    'steps_done': summary.get('steps_done'),
+                    'reason': node.exit_message,
+                }
+                self.report(f'{key}: the ML MD became unstable: {node.exit_message}')
+            else:
+                return self.exit_codes.ERROR_SUB_PROCESS_FAILED_ML_MD.format(key=key, message=_failure(node))
+            stability['steps_done'] = summary.get('steps_done')
+            self.ctx.comparisons[f'{key}__stability'] = orm.Dict(stability)
+        return None
+
+    def should_rerun(self) -> bool:
+        """Whether the rerun check runs: an oracle is given and some ML MD left frames to relabel."""
+        return 'rerun' in self.inputs and bool(self.inputs.rerun) and bool(self.ctx.trajectories)
+
+    def run_rerun(self):
+        """Sample the ML-MD frames (calcfunction) and relabel them with the oracle (``LabellingWorkChain``)."""
+        settings = {
+            'n_frames': int(self.ctx.parameters.get('rerun_frames', 8)),
+            'discard': float(self.ctx.parameters.get('discard', 0.2)),
+        }
+        sample, node = sample_rerun_frames.run_get_node(
+            orm.Dict(settings), metadata={'call_link_label': 'sample_rerun_frames'}, **self.ctx.trajectories
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_COMPARISON_FAILED.format(
+                label='sample_rerun_frames', message=_failure(node)
+            )
+        self.ctx.rerun_sample = sample
+        inputs = AttributeDict(self.exposed_inputs(LabellingWorkChain, 'rerun'))
+        inputs.dataset = self.ctx.rerun_sample
+        inputs.metadata = {'call_link_label': 'rerun_labelling'}
+        return ToContext(rerun=self.submit(LabellingWorkChain, **inputs))
+
+    def inspect_rerun(self):
+        """Compare the potential's labels with the oracle's on the sampled frames (calcfunction)."""
+        node = self.ctx.rerun
+        if not node.is_finished_ok or 'labelled' not in node.outputs:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RERUN.format(message=_failure(node))
+        self.out('rerun_labelled', node.outputs.labelled)
+        _, result = compare_rerun.run_get_node(
+            self.ctx.rerun_sample, node.outputs.labelled, metadata={'call_link_label': 'compare_rerun'}
+        )
+        if not result.is_finished_ok:
+            return self.exit_codes.ERROR_COMPARISON_FAILED.format(
+                label='compare_rerun', message=_failure(result)
+            )
+        self.ctx.comparisons['rerun__errors'] = result.outputs.result
+        return None
+
+    def _comparison_parameters(self, key: str) -> dict:
+        values = {
+            name: self.ctx.parameters[name]
+            for name in ('discard', 'n_bins', 'r_max', 'fit_start', 'fit_end', 'tolerances')
+            if name in self.ctx.parameters
+        }
+        values['timestep_fs'] = None
+        values['reference_timestep_fs'] = self.ctx.reference_timestep
+        values['reference_config_type'] = key if 'reference_md' in self.ctx else None
+        values['title'] = f'{key}: {self.inputs.potential.label or "ML"} vs reference'
+        return values
+
+    def compare(self):
+        """Compare each run that finished with the reference's: RDFs and diffusion (NVT), density (NPT)."""
+        for key, trajectory in self.ctx.trajectories.items():
+            parameters = orm.Dict(self._comparison_parameters(key))
+            label = f'compare_{key}'
+            if 'pressure_bar' in self.ctx.runs[key]:
+                _, node = compare_npt_density.run_get_node(
+                    trajectory, parameters, self.ctx.reference[key], metadata={'call_link_label': label}
+                )
+                name, check = 'result', 'density'
+            else:
+                _, node = compare_md.run_get_node(
+                    trajectory, self.ctx.reference[key], parameters, metadata={'call_link_label': label}
+                )
+                name, check = 'comparison', 'md'
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_COMPARISON_FAILED.format(label=label, message=_failure(node))
+            if 'rdf_plot' in node.outputs:
+                self.out(f'rdf_plots.{key}', node.outputs.rdf_plot)
+            self.ctx.comparisons[f'{key}__{check}'] = node.outputs[name]
+        return None
+
+    def results(self):
+        """Join every comparison into the ``validation`` Dict and the overall ``verdict``."""
+        outputs = join_validation(**self.ctx.comparisons, metadata={'call_link_label': 'join_validation'})
+        self.out('validation', outputs['validation'])
+        self.out('verdict', outputs['verdict'])
+        self.report(f'validation verdict: {outputs["verdict"].value}')
+
+
+def _failure(node) -> str:
+    return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'

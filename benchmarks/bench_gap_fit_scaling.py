@@ -29,6 +29,7 @@ import os
 import pathlib
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,7 @@ def run_gap_fit(
             stderr=subprocess.STDOUT,
             preexec_fn=set_limit,
             env=env,
+            start_new_session=True,  # the wrapper script runs the Fortran gap_fit: a timeout kills both
         )
         deadline = tick + timeout
         while True:
@@ -143,7 +145,7 @@ def run_gap_fit(
             if pid:
                 break
             if time.perf_counter() > deadline:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 pid, status, usage = os.wait4(process.pid, 0)
                 break
             time.sleep(0.2)

@@ -16,7 +16,7 @@ from ase import Atoms
 from aiida_mlpot.analysis.errors import compute_errors
 from aiida_mlpot.common.keys import config_index
 
-__all__ = ('CRITERIA_DEFAULTS', 'audit_errors', 'convergence_verdict')
+__all__ = ('CRITERIA_DEFAULTS', 'audit_errors', 'audit_pairs', 'convergence_verdict')
 
 #: Default criteria: audit force RMSE (eV/Å) and energy RMSE (meV/atom); hard limits.
 CRITERIA_DEFAULTS = {
@@ -103,16 +103,15 @@ def convergence_verdict(
     }
 
 
-def audit_errors(planned: Sequence[Atoms], labelled: Sequence[Atoms]) -> dict | None:
-    """Return the errors of the ML predictions on the audited frames against the oracle's labels.
+def audit_pairs(planned: Sequence[Atoms], labelled: Sequence[Atoms]) -> tuple[list[Atoms], list[Atoms]]:
+    """Pair the audited frames' oracle labels with the ML predictions made during the exploration.
 
     :param planned: the frames sent to the oracle (:func:`aiida_mlpot.selection.active.plan_labels`): the ML
         predictions as ``ml_energy``, ``ml_forces``, ``ml_virial``; audited ones have ``al_role == 'audit'``.
     :param labelled: the oracle's labels; ``info['label_key']`` (``config_00003``) names the planned frame.
         Frames the oracle failed on are simply absent.
-    :return: :func:`aiida_mlpot.analysis.errors.compute_errors` of the audited frames plus ``force_rmse``
-        (eV/Å, components) and ``energy_rmse`` (meV/atom) at the top level; None if no audited frame was
-        labelled.
+    :return: ``(references, predictions)`` in the same order, both with ``config_type`` = the replica that
+        visited the frame (``al_replica``), so errors can be broken down per replica.
     """
     references, predictions = [], []
     for frame in labelled:
@@ -120,9 +119,12 @@ def audit_errors(planned: Sequence[Atoms], labelled: Sequence[Atoms]) -> dict | 
         if index is None or index >= len(planned) or planned[index].info.get('al_role') != 'audit':
             continue
         source = planned[index]
+        config_type = str(source.info.get('al_replica', frame.info.get('config_type', '')))
+        reference = frame.copy()
+        reference.info['config_type'] = config_type
         prediction = frame.copy()
         prediction.calc = None
-        prediction.info = {'config_type': frame.info.get('config_type', source.info.get('al_replica', ''))}
+        prediction.info = {'config_type': config_type}
         prediction.arrays.pop('forces', None)
         if 'ml_energy' in source.info:
             prediction.info['energy'] = source.info['ml_energy']
@@ -130,8 +132,21 @@ def audit_errors(planned: Sequence[Atoms], labelled: Sequence[Atoms]) -> dict | 
             prediction.arrays['forces'] = source.arrays['ml_forces']
         if 'ml_virial' in source.info:
             prediction.info['virial'] = source.info['ml_virial']
-        references.append(frame)
+        references.append(reference)
         predictions.append(prediction)
+    return references, predictions
+
+
+def audit_errors(planned: Sequence[Atoms], labelled: Sequence[Atoms]) -> dict | None:
+    """Return the errors of the ML predictions on the audited frames against the oracle's labels.
+
+    :param planned: the frames sent to the oracle, with the ML predictions (see :func:`audit_pairs`).
+    :param labelled: the oracle's labels (see :func:`audit_pairs`).
+    :return: :func:`aiida_mlpot.analysis.errors.compute_errors` of the audited frames plus ``force_rmse``
+        (eV/Å, components) and ``energy_rmse`` (meV/atom) at the top level; None if no audited frame was
+        labelled.
+    """
+    references, predictions = audit_pairs(planned, labelled)
     if not references:
         return None
     errors = compute_errors(references, predictions)

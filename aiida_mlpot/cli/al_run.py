@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from aiida import orm
 from aiida.common.links import LinkType
 
+from aiida_mlpot.analysis.convergence import audit_pairs
 from aiida_mlpot.calculations.functions.active_learning import learning_curve
-from aiida_mlpot.common.keys import config_index
 
 __all__ = (
     'ActiveLearningRun',
-    'audit_pairs',
     'load_run',
 )
 
@@ -198,37 +197,3 @@ class ActiveLearningRun:
         if pool is None:
             return []
         return [atoms for atoms in pool.to_ase() if str(atoms.info.get('config_type', '')) == key]
-
-
-def audit_pairs(planned: list, labelled: list) -> tuple[list, list]:
-    """Pair the audited frames' oracle labels with the ML predictions made during the exploration.
-
-    ``planned`` is a ``plan_iteration`` ``to_label`` (ML predictions as ``ml_energy``, ``ml_forces``,
-    ``ml_virial``; ``al_role == 'audit'`` for audited frames), ``labelled`` the oracle's output
-    (``label_key`` names the planned frame; frames the oracle failed on are absent). The pairing is that of
-    :func:`aiida_mlpot.analysis.convergence.audit_errors`, whose statistics the ``assess_NN`` output holds.
-
-    :return: ``(references, predictions)``, two lists of Atoms in the same order.
-    """
-    references, predictions = [], []
-    for frame in labelled:
-        index = config_index(str(frame.info.get('label_key', '')))
-        if index is None or index >= len(planned) or planned[index].info.get('al_role') != 'audit':
-            continue
-        source = planned[index]
-        prediction = frame.copy()
-        prediction.calc = None
-        config_type = str(source.info.get('al_replica', frame.info.get('config_type', '')))
-        prediction.info = {'config_type': config_type}
-        reference = frame.copy()
-        reference.info['config_type'] = config_type
-        prediction.arrays.pop('forces', None)
-        if 'ml_energy' in source.info:
-            prediction.info['energy'] = source.info['ml_energy']
-        if 'ml_forces' in source.arrays:
-            prediction.arrays['forces'] = source.arrays['ml_forces']
-        if 'ml_virial' in source.info:
-            prediction.info['virial'] = source.info['ml_virial']
-        references.append(reference)
-        predictions.append(prediction)
-    return references, predictions

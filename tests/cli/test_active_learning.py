@@ -34,7 +34,8 @@ OVERRIDES = {
 def _code_options(codes) -> list[str]:
     options = []
     for key, code in codes.items():
-        options += ['--code', f'{key}={code.full_label}']
+        # by UUID: another test of the session may import a code with the same label
+        options += ['--code', f'{key}={code.uuid}']
     return options
 
 

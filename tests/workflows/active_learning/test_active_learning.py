@@ -38,7 +38,9 @@ def test_bad_loop_setting_is_refused_before_running(codes, nacl_liquid):
     with pytest.raises(ValueError, match='`loop.target_stepz`: unknown key'):
         _builder(codes, nacl_liquid, {'loop': {'target_stepz': 3}})
     builder = _builder(codes, nacl_liquid, {})
-    with pytest.raises(ValueError, match=r'`state_points\[0\].temperature_K`: must be a positive number'):
+    with pytest.raises(
+        ValueError, match=r'`state_points\[0\].temperature_K`: must be a positive finite number'
+    ):
         builder.state_points = orm.List([{'temperature_K': -5.0}])
 
 

@@ -198,3 +198,22 @@ def broken_code(localhost, tmp_path_factory):
         return made[kind, plugin]
 
     return factory
+
+
+@pytest.fixture
+def m(structure, dataset, gap, tosi_fumi, code_lmp, code_gap_fit, code_python, code_cp2k, broken_code):
+    """Everything a case needs to build its inputs (one namespace shared by the battery's files)."""
+    import types
+
+    return types.SimpleNamespace(
+        broken=broken_code,
+        structure=structure,
+        dataset=dataset,
+        gap=gap,
+        potential=tosi_fumi,
+        lmp=code_lmp,
+        gap_fit=code_gap_fit,
+        python=code_python,
+        cp2k=code_cp2k,
+        codes={'lammps': code_lmp, 'cp2k': code_cp2k, 'gap_fit': code_gap_fit, 'python': code_python},
+    )

@@ -7,7 +7,6 @@ process spec refuses the inputs with a ``ValueError`` naming the bad value and n
 from __future__ import annotations
 
 import math
-import types
 
 import pytest
 from aiida import orm
@@ -51,22 +50,6 @@ FIT = {
     'e0_method': 'average',
 }
 SILICON_SW = {'pair_style': 'sw', 'pair_coeff': ['* * Si.sw Si'], 'files': ['Si.sw']}
-
-
-@pytest.fixture
-def m(structure, dataset, gap, tosi_fumi, code_lmp, code_gap_fit, code_python, code_cp2k, broken_code):
-    """Everything a case needs to build its inputs."""
-    return types.SimpleNamespace(
-        broken=broken_code,
-        structure=structure,
-        dataset=dataset,
-        gap=gap,
-        potential=tosi_fumi,
-        lmp=code_lmp,
-        gap_fit=code_gap_fit,
-        python=code_python,
-        cp2k=code_cp2k,
-    )
 
 
 def _edit(base: dict, path: str, value) -> dict:

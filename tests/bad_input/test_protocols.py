@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import types
 
 import pytest
 from aiida import orm
@@ -19,22 +18,6 @@ from aiida import orm
 from tests.bad_input.conftest import launch_message, refused
 
 SHARED_POINTS = [{'temperature_K': 1400.0, 'volume_scale': 1.0}]
-
-
-@pytest.fixture
-def m(structure, dataset, gap, tosi_fumi, code_lmp, code_gap_fit, code_python, code_cp2k):
-    """Everything a case needs to build its inputs."""
-    return types.SimpleNamespace(
-        structure=structure,
-        dataset=dataset,
-        gap=gap,
-        potential=tosi_fumi,
-        lmp=code_lmp,
-        gap_fit=code_gap_fit,
-        python=code_python,
-        cp2k=code_cp2k,
-        codes={'lammps': code_lmp, 'cp2k': code_cp2k, 'gap_fit': code_gap_fit, 'python': code_python},
-    )
 
 
 def sampling(m, **kwargs):

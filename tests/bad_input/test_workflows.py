@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import types
 
 import pytest
 from aiida import orm
@@ -58,22 +57,6 @@ ML = {
     'md': {'temperature_K': 1400.0, 'n_steps': 20, 'dump_interval': 10},
     'extrapolation': {'threshold': 0.1},
 }
-
-
-@pytest.fixture
-def m(structure, dataset, gap, tosi_fumi, code_lmp, code_gap_fit, code_python, code_cp2k, broken_code):
-    """Everything a case needs to build its inputs."""
-    return types.SimpleNamespace(
-        broken=broken_code,
-        structure=structure,
-        dataset=dataset,
-        gap=gap,
-        potential=tosi_fumi,
-        lmp=code_lmp,
-        gap_fit=code_gap_fit,
-        python=code_python,
-        cp2k=code_cp2k,
-    )
 
 
 def _with(base: dict, path: str, value) -> dict:

@@ -115,8 +115,12 @@ def executable(name: str) -> str | None:
     return str(candidate) if candidate.is_file() else shutil.which(name)
 
 
-def installed_code(computer, label: str, name: str, plugin: str | None = None):
-    """Store an ``InstalledCode`` ``label@computer`` for the executable ``name``; ValueError if it is missing."""
+def installed_code(computer, label: str, name: str, plugin: str | None = None, prepend_text: str = ''):
+    """Store an ``InstalledCode`` ``label@computer`` for the executable ``name``; ValueError if it is missing.
+
+    Caching compares a code by content (executable, computer, prepend text...), not by node or label: two codes
+    of the same executable and computer hash the same; a different ``prepend_text`` makes them distinct.
+    """
     from aiida import orm
 
     path = executable(name)
@@ -128,5 +132,6 @@ def installed_code(computer, label: str, name: str, plugin: str | None = None):
         filepath_executable=path,
         default_calc_job_plugin=plugin,
         with_mpi=False,
+        prepend_text=prepend_text,
     )
     return code.store()

@@ -75,8 +75,10 @@ class EvaluateCalculation(DriverCalculation):
     """Predict energy, forces and virial (and optionally the GAP predictive std) of every configuration."""
 
     DRIVER_MODULE = 'aiida_mlpot.engines.evaluate'
+    PARSER_NAME = 'mlpot.evaluate'
     FILENAME_DATASET = 'dataset.xyz'
-    FILENAME_PREDICTIONS = 'predictions.xyz'
+    RESULT_FILES = {'predictions': 'predictions.xyz'}
+    RESULT_INVALID = 'the predicted configurations cannot be read or do not match the dataset'
 
     @classmethod
     def define(cls, spec):
@@ -99,7 +101,6 @@ class EvaluateCalculation(DriverCalculation):
             ),
         )
         spec.inputs.validator = validate_inputs
-        spec.inputs['metadata']['options']['parser_name'].default = 'mlpot.evaluate'
 
         spec.output(
             'predictions',
@@ -109,15 +110,6 @@ class EvaluateCalculation(DriverCalculation):
             '`uncertainty` (eV) when asked.',
         )
 
-        spec.exit_code(
-            303, 'ERROR_OUTPUT_PREDICTIONS_MISSING', message='`predictions.xyz` is missing or empty.'
-        )
-        spec.exit_code(
-            304,
-            'ERROR_OUTPUT_PREDICTIONS_INVALID',
-            message='the predicted configurations cannot be read or do not match the dataset: {exception}',
-        )
-
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         """Write ``input.json``; copy the potential files and the dataset file."""
         potential, dataset = self.inputs.potential, self.inputs.dataset
@@ -125,14 +117,10 @@ class EvaluateCalculation(DriverCalculation):
         config = {
             'dataset': self.FILENAME_DATASET,
             'potential': {'xml': potential.xml_filename},
-            'predictions': self.FILENAME_PREDICTIONS,
-            'summary': self.FILENAME_SUMMARY,
             'uncertainty': bool(parameters.get('uncertainty', PARAMETERS['uncertainty'][1])),
         }
         local_copy_list = [
             *((potential.uuid, name, name) for name in potential.filenames),
             (dataset.uuid, dataset.filename, self.FILENAME_DATASET),
         ]
-        return self.driver_calcinfo(
-            folder, config, local_copy_list, [self.FILENAME_SUMMARY, self.FILENAME_PREDICTIONS]
-        )
+        return self.driver_calcinfo(folder, config, local_copy_list)

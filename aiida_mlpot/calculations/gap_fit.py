@@ -7,9 +7,9 @@ import io
 from aiida import orm
 from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
-from aiida.engine import CalcJob
 
-from aiida_mlpot.calculations.ports import code_validator, missing_code_message
+from aiida_mlpot.calculations.base import SerialCalcJob
+from aiida_mlpot.calculations.ports import missing_code_message
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.inputs.gap_fit import (
@@ -76,7 +76,7 @@ def _validate_memory_limit(value, _) -> str | None:
     return None
 
 
-class GapFitCalculation(CalcJob):
+class GapFitCalculation(SerialCalcJob):
     """Run ``gap_fit`` on a :class:`~aiida_mlpot.data.dataset.DatasetData` and return a ``GapPotentialData``.
 
     The fit uses energies, forces and virials (``energy``, ``forces``, ``virial`` in the extended XYZ)
@@ -90,6 +90,8 @@ class GapFitCalculation(CalcJob):
     that exceeding it fails cleanly with ``ERROR_OUT_OF_MEMORY`` instead of swapping or killing the node.
     """
 
+    PROGRAM = 'gap_fit'
+    PARSER_NAME = 'mlpot.gap_fit'
     FILENAME_DATASET = 'dataset.xyz'
     FILENAME_XML = 'gap.xml'
     FILENAME_LOG = 'gap_fit.log'
@@ -99,7 +101,6 @@ class GapFitCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.inputs['code'].validator = code_validator('gap_fit')
         spec.input('dataset', valid_type=DatasetData, help='The training configurations with their labels.')
         spec.input(
             'parameters',
@@ -115,12 +116,6 @@ class GapFitCalculation(CalcJob):
             help='Hard limit (MB) on the data segment of gap_fit (`ulimit -d`); exceeding it fails the job with '
             'ERROR_OUT_OF_MEMORY.',
         )
-        spec.inputs['metadata']['options']['parser_name'].default = 'mlpot.gap_fit'
-        spec.inputs['metadata']['options']['resources'].default = {
-            'num_machines': 1,
-            'num_mpiprocs_per_machine': 1,
-        }
-        spec.inputs['metadata']['options']['withmpi'].default = False
         spec.inputs.validator = cls._validate_inputs
 
         spec.output('potential', valid_type=GapPotentialData, help='The fitted potential.')

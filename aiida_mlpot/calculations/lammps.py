@@ -23,6 +23,7 @@ from aiida_lammps.calculations.raw import LammpsRawCalculation
 from ase import Atoms
 
 from aiida_mlpot.analysis.geometry import min_distance
+from aiida_mlpot.calculations.base import define_executable_exit_code
 from aiida_mlpot.calculations.ports import (
     check_potential_lines,
     code_validator,
@@ -148,6 +149,7 @@ class _LammpsMlpotCalculation(LammpsRawCalculation):
         spec.inputs.pop('script')
         spec.inputs['code'].validator = code_validator('LAMMPS')
         define_potential_ports(spec)
+        define_executable_exit_code(spec)
         spec.exit_code(
             311,
             'ERROR_LAMMPS_NOT_COMPLETED',

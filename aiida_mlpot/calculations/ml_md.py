@@ -188,12 +188,16 @@ class MlMdCalculation(DriverCalculation):
     """Molecular dynamics with a GAP through ASE + quippy, with extrapolation and stability checks."""
 
     DRIVER_MODULE = 'aiida_mlpot.engines.ml_md'
+    PARSER_NAME = 'mlpot.ml_md'
     FILENAME_STRUCTURE = 'structure.xyz'
     FILENAME_TRAINING = 'training.xyz'
-    FILENAME_TRAJECTORY = 'trajectory.xyz'
-    FILENAME_FLAGGED = 'flagged.xyz'
-    FILENAME_FINAL = 'final.xyz'
-    FILENAME_PROGRESS = 'progress.json'
+    RESULT_FILES = {
+        'trajectory': 'trajectory.xyz',
+        'flagged': 'flagged.xyz',
+        'final': 'final.xyz',
+        'progress': 'progress.json',
+    }
+    RESULT_INVALID = 'the retrieved frames cannot be read'
 
     @classmethod
     def define(cls, spec):
@@ -244,7 +248,6 @@ class MlMdCalculation(DriverCalculation):
             'with it no `training` is needed for the threshold.',
         )
         spec.inputs.validator = validate_inputs
-        spec.inputs['metadata']['options']['parser_name'].default = 'mlpot.ml_md'
 
         spec.output(
             'trajectory',
@@ -273,12 +276,6 @@ class MlMdCalculation(DriverCalculation):
         )
         spec.default_output_node = 'summary'
 
-        spec.exit_code(
-            303, 'ERROR_OUTPUT_TRAJECTORY_MISSING', message='`trajectory.xyz` is missing or empty.'
-        )
-        spec.exit_code(
-            304, 'ERROR_OUTPUT_TRAJECTORY_INVALID', message='the retrieved frames cannot be read: {exception}'
-        )
         spec.exit_code(
             410,
             'ERROR_UNSTABLE_MD',
@@ -316,20 +313,8 @@ class MlMdCalculation(DriverCalculation):
             'initial_step': initial_step,
             'source_uuid': self.node.uuid,
             'config_type': 'ml_md',
-            'trajectory': self.FILENAME_TRAJECTORY,
-            'flagged': self.FILENAME_FLAGGED,
-            'final': self.FILENAME_FINAL,
-            'summary': self.FILENAME_SUMMARY,
-            'progress': self.FILENAME_PROGRESS,
         }
         if training is not None and needs_training(parameters):
             local_copy_list.append((training.uuid, training.filename, self.FILENAME_TRAINING))
             config['training'] = self.FILENAME_TRAINING
-        retrieve = [
-            self.FILENAME_SUMMARY,
-            self.FILENAME_PROGRESS,
-            self.FILENAME_TRAJECTORY,
-            self.FILENAME_FLAGGED,
-            self.FILENAME_FINAL,
-        ]
-        return self.driver_calcinfo(folder, config, local_copy_list, retrieve)
+        return self.driver_calcinfo(folder, config, local_copy_list)

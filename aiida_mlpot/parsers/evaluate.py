@@ -31,7 +31,7 @@ class EvaluateParser(DriverParser):
                 reason=summary.get('reason', summary['outcome'])
             )
 
-        text = self.read(EvaluateCalculation.FILENAME_PREDICTIONS)
+        text = self.read(EvaluateCalculation.RESULT_FILES['predictions'])
         if not text or not text.strip():
             return self.exit_codes.ERROR_OUTPUT_PREDICTIONS_MISSING
         try:

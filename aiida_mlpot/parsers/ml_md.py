@@ -71,9 +71,9 @@ class MlMdParser(DriverParser):
             return self.exit_codes.ERROR_DRIVER_FAILED.format(reason=summary.get('reason', 'unknown'))
 
         try:
-            trajectory = self._frames(calc.FILENAME_TRAJECTORY)
-            flagged = self._frames(calc.FILENAME_FLAGGED) if outcome == 'extrapolation' else None
-            final = self._frames(calc.FILENAME_FINAL)
+            trajectory = self._frames(calc.RESULT_FILES['trajectory'])
+            flagged = self._frames(calc.RESULT_FILES['flagged']) if outcome == 'extrapolation' else None
+            final = self._frames(calc.RESULT_FILES['final'])
         except Exception as exception:
             return self.exit_codes.ERROR_OUTPUT_TRAJECTORY_INVALID.format(exception=exception)
         if not trajectory:
@@ -105,7 +105,7 @@ class MlMdParser(DriverParser):
 
         :raises: any reading error of the complete frames.
         """
-        content = self.read(MlMdCalculation.FILENAME_TRAJECTORY)
+        content = self.read(MlMdCalculation.RESULT_FILES['trajectory'])
         complete, n_frames, dropped = complete_frames_text(content or '')
         if not n_frames:
             return [], dropped
@@ -121,7 +121,7 @@ class MlMdParser(DriverParser):
     def _progress(self) -> dict:
         """Return the content of ``progress.json`` ({} if missing or unreadable)."""
         try:
-            progress = json.loads(self.read(MlMdCalculation.FILENAME_PROGRESS) or '{}')
+            progress = json.loads(self.read(MlMdCalculation.RESULT_FILES['progress']) or '{}')
         except ValueError:
             return {}
         return progress if isinstance(progress, dict) else {}

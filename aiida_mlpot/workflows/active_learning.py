@@ -79,7 +79,11 @@ LOOP_KEYS = {
     'max_oracle_calls': 'hard limit on configurations sent to the oracle (initial set included)',
     'sampling_volume_scales': 'NVT state points: volume factors sampled by the classical MD',
     'baseline_cutoff': 'Å: cutoff of the Coulomb baseline of the Δ-learning fit',
+    'trigger': "what stops a replica: 'variance' (the GAP predictive variance, default) or 'rematch' (the REMatch "
+    'similarity to the training set, its critical similarity calibrated from the training set)',
 }
+#: ``loop.trigger``: the ML-MD extrapolation method of the replicas.
+TRIGGERS = {'variance': 'gap_variance', 'rematch': 'rematch'}
 _LOOP_INT = ('target_steps', 'audit_per_replica', 'max_per_iteration', 'max_iterations', 'max_oracle_calls')
 _LOOP_POSITIVE = ('min_distance', 'audit_force_rmse', 'baseline_cutoff')
 
@@ -90,7 +94,9 @@ def validate_loop(node, _) -> str | None:
     unknown = sorted(set(values) - set(LOOP_KEYS))
     if unknown:
         return f'`loop.{unknown[0]}`: unknown key; known: {", ".join(LOOP_KEYS)}'
-    missing = sorted(set(LOOP_KEYS) - set(values) - {'soap', 'audit_energy_rmse', 'baseline_cutoff'})
+    missing = sorted(
+        set(LOOP_KEYS) - set(values) - {'soap', 'audit_energy_rmse', 'baseline_cutoff', 'trigger'}
+    )
     if missing:
         return f'`loop.{missing[0]}`: missing'
     for key in _LOOP_INT:
@@ -110,6 +116,9 @@ def validate_loop(node, _) -> str | None:
     scales = values['sampling_volume_scales']
     if not isinstance(scales, list) or not scales or 1.0 not in [float(x) for x in scales]:
         return '`loop.sampling_volume_scales`: a non-empty list that contains 1.0 (the exploration volume)'
+    trigger = values.get('trigger', 'variance')
+    if trigger not in TRIGGERS:
+        return f'`loop.trigger`: unknown trigger {trigger!r}; choose from {", ".join(TRIGGERS)}'
     soap = values.get('soap')
     if soap is not None and not isinstance(soap, dict):
         return '`loop.soap`: must be a dictionary of SOAP settings'
@@ -144,8 +153,50 @@ def validate_state_points(node, _) -> str | None:
     return None
 
 
+def validate_start(value: Mapping) -> str | None:
+    """Validate how the loop starts: from the sampling (``sampling``, ``selection``) or from ``training_set``."""
+    if 'training_set' not in value:
+        if 'test_set' in value:
+            return '`test_set`: only used with `training_set`'
+        for port in ('sampling', 'selection', 'split'):
+            if not value.get(port):
+                return f'`{port}`: required unless the loop starts from a `training_set`'
+        return None
+    for port in ('sampling', 'selection'):
+        if value.get(port):
+            return f'`{port}`: not used when the loop starts from `training_set`; leave it out'
+    if 'test_set' in value and 'split' in value:
+        return '`split`: not used when `test_set` is given; leave it out'
+    if 'test_set' not in value and 'split' not in value:
+        return '`split`: required to split `training_set` when no `test_set` is given'
+    symbols = set(value['structure'].get_symbols_set()) if 'structure' in value else None
+    for port in ('training_set', 'test_set'):
+        if port not in value:
+            continue
+        dataset = value[port]
+        if len(dataset) == 0:
+            return f'`{port}`: empty'
+        for label in ('energy', 'forces'):
+            if not dataset.has_property(label):
+                return f'`{port}`: `{label}` missing in some configuration (energies and forces are needed)'
+        if symbols is None:
+            continue
+        extra = sorted(set(dataset.species) - symbols)
+        if extra:
+            return f'`{port}`: species `{extra[0]}` is not in `structure` ({", ".join(sorted(symbols))})'
+        absent = sorted(symbols - set(dataset.species))
+        if absent and port == 'training_set':
+            return f'`training_set`: no configuration has the species `{absent[0]}` of `structure`'
+    return None
+
+
 def validate_inputs(value, _) -> str | None:
-    """Validate the combination: the structure, selection and split specs, the oracle's potential, Δ-learning charges."""
+    """Validate the combination: how the loop starts, the structure, selection and split specs, the oracle's
+    potential, Δ-learning charges."""
+    for check in (validate_start, validate_trigger):
+        message = check(value)
+        if message:
+            return message
     if 'structure' in value:
         atoms = value['structure'].get_ase()
         message = validate_atoms(atoms)
@@ -176,6 +227,40 @@ def validate_inputs(value, _) -> str | None:
                 return (
                     f'`classical_potential.charges.{missing[0]}`: missing, needed by the Δ-learning baseline'
                 )
+    return None
+
+
+def trigger_extrapolation(extrapolation: Mapping, trigger: str) -> dict:
+    """Return the ``extrapolation`` settings of the replicas for ``loop.trigger``.
+
+    ``variance``: as given. ``rematch``: the method becomes ``rematch``; when the settings were those of
+    another method (the protocols' ``gap_variance``), their ``threshold`` and ``relative_threshold`` are
+    dropped, so that the critical similarity is calibrated from the training set (the replicas always get it)
+    with the REMatch default factor; settings that already name ``method: rematch`` are kept as given.
+    """
+    settings = dict(extrapolation)
+    if trigger == 'rematch' and settings.get('method') != 'rematch':
+        settings['method'] = 'rematch'
+        for key in ('threshold', 'relative_threshold', 'reference_score'):
+            settings.pop(key, None)
+    return settings
+
+
+def validate_trigger(value: Mapping) -> str | None:
+    """Refuse an exploration extrapolation method that contradicts ``loop.trigger``."""
+    if 'loop' not in value:
+        return None
+    trigger = value['loop'].get_dict().get('trigger', 'variance')
+    try:
+        method = value['exploration']['md']['parameters'].get_dict()['extrapolation']['method']
+    except (KeyError, TypeError, AttributeError):
+        return None
+    contradicts = method == 'rematch' if trigger == 'variance' else method in ('soap_novelty', 'none')
+    if trigger in TRIGGERS and contradicts:
+        return (
+            f'`exploration.md.parameters.extrapolation.method`: {method!r} contradicts `loop.trigger` '
+            f'{trigger!r}; set `loop.trigger` and leave the method to it'
+        )
     return None
 
 
@@ -279,16 +364,34 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             '`{temperature_K, pressure_bar}` (NPT). Physics, not protocol: always from the caller.',
         )
         spec.input(
+            'training_set',
+            valid_type=DatasetData,
+            required=False,
+            help='A labelled training set (energies and forces, virials optional) to start from: the loop then '
+            'skips the sampling, the initial selection and labelling, and starts at the fit.',
+        )
+        spec.input(
+            'test_set',
+            valid_type=DatasetData,
+            required=False,
+            help='With `training_set`: its held-out set (labelled likewise). Without it, `split` splits '
+            '`training_set`.',
+        )
+        spec.input(
             'selection',
             valid_type=orm.Dict,
             serializer=orm.to_aiida_type,
-            help='Selection spec of the initial set from the sampling pool (`select_configurations`).',
+            required=False,
+            help='Selection spec of the initial set from the sampling pool (`select_configurations`); '
+            'required unless `training_set` is given.',
         )
         spec.input(
             'split',
             valid_type=orm.Dict,
             serializer=orm.to_aiida_type,
-            help='Split spec of the initial labelled set into training and test sets (`split_dataset`).',
+            required=False,
+            help='Split spec of the initial labelled set (or of `training_set` without `test_set`) into training '
+            'and test sets (`split_dataset`).',
         )
         spec.input(
             'loop',
@@ -309,7 +412,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             SamplingWorkChain,
             namespace='sampling',
             exclude=('structure', 'potential', 'potential_files', 'state_points'),
-            namespace_options={'help': 'Inputs of the sampling MD (LAMMPS code, MD settings).'},
+            namespace_options={
+                'help': 'Inputs of the sampling MD (LAMMPS code, MD settings); required unless `training_set` '
+                'is given.',
+                'required': False,
+                'populate_defaults': False,
+            },
         )
         spec.expose_inputs(
             LabellingWorkChain,
@@ -339,11 +447,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
         spec.outline(
             cls.setup,
-            cls.run_sampling,
-            cls.inspect_sampling,
-            cls.select_initial,
-            cls.run_labelling,
-            cls.inspect_initial_labelling,
+            if_(cls.should_sample)(
+                cls.run_sampling,
+                cls.inspect_sampling,
+                cls.select_initial,
+                cls.run_labelling,
+                cls.inspect_initial_labelling,
+            ).else_(
+                cls.start_from_training_set,
+            ),
             cls.run_fit,
             cls.inspect_fit,
             while_(cls.should_explore)(
@@ -419,6 +531,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         codes: Mapping[str, orm.AbstractCode] | None = None,
         potential_files: Mapping[str, orm.SinglefileData] | None = None,
         options: Mapping | None = None,
+        training_set: DatasetData | None = None,
+        test_set: DatasetData | None = None,
     ):
         """Return a builder of the loop for ``structure`` with ``classical_potential`` at the given state points.
 
@@ -433,7 +547,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             registers on ``localhost`` (``lmp``, ``cp2k``, ``gap_fit``, ``python``).
         :param potential_files: ``SinglefileData`` the classical potential's ``files`` name, by key.
         :param options: ``metadata.options`` merged into every calculation's.
+        :param training_set: a labelled training set to start from: no sampling, selection or initial
+            labelling (their inputs are left out), the loop starts at the fit.
+        :param test_set: with ``training_set``, its held-out set; without it ``split`` splits ``training_set``.
         """
+        if test_set is not None and training_set is None:
+            raise ValueError('`test_set` is only used with `training_set`')
         if oracle not in ORACLES:
             raise ValueError(f'unknown oracle `{oracle}`; choose from {", ".join(ORACLES)}')
         codes = _codes(codes, oracle)
@@ -443,6 +562,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             else orm.Dict(classical_potential)
         )
         overrides = dict(overrides or {})
+        unused = ('sampling', 'selection') + (('split',) if test_set is not None else ())
+        for key in unused if training_set is not None else ():
+            if key in overrides:
+                raise ValueError(f'override `{key}`: not used when the loop starts from `training_set`')
         inputs = cls.get_protocol_inputs(protocol, overrides)
         name = protocol or cls.get_default_protocol()
         state_points = [
@@ -451,21 +574,30 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             for p in (pressures if pressures else [None])
         ]
         builder = cls.get_builder()
-        own = {key: inputs[key] for key in ('selection', 'split', 'loop', 'delta_learning') if key in inputs}
-        populate_builder(builder, own)
+        own = ['loop', 'delta_learning']
+        if training_set is None:
+            own += ['selection', 'split']
+        elif test_set is None:
+            own += ['split']
+        populate_builder(builder, {key: inputs[key] for key in own if key in inputs})
         builder.structure = structure
         builder.classical_potential = potential
         if potential_files:
             builder.potential_files = dict(potential_files)
         builder.state_points = orm.List(state_points)
 
-        sampling = SamplingWorkChain.get_builder_from_protocol(
-            codes['lammps'], structure, name, inputs.get('sampling'), options,
-            potential=potential, state_points=[{'temperature_K': 1.0, 'volume_scale': 1.0}],
-        )  # fmt: skip
-        for key in ('structure', 'potential', 'potential_files', 'state_points'):
-            sampling.pop(key, None)
-        builder.sampling = sampling
+        if training_set is None:
+            sampling = SamplingWorkChain.get_builder_from_protocol(
+                codes['lammps'], structure, name, inputs.get('sampling'), options,
+                potential=potential, state_points=[{'temperature_K': 1.0, 'volume_scale': 1.0}],
+            )  # fmt: skip
+            for key in ('structure', 'potential', 'potential_files', 'state_points'):
+                sampling.pop(key, None)
+            builder.sampling = sampling
+        else:
+            builder.training_set = training_set
+            if test_set is not None:
+                builder.test_set = test_set
 
         if oracle == 'classical':
             labelling = LabellingWorkChain.get_builder_from_protocol(
@@ -625,17 +757,40 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self._label_inner_datasets(self.ctx.labelling, self.ctx.labelling_link)
         return labelled, None
 
-    def inspect_initial_labelling(self):
-        """Split the labelled initial set into training and test sets (calcfunction)."""
-        labelled, error = self._labelled()
-        if error:
-            return error
+    def _split_initial(self, labelled: DatasetData):
+        """Split ``labelled`` into the initial training and test sets (calcfunction ``split_dataset``)."""
         result = split_dataset(labelled, self.inputs.split, metadata={'call_link_label': 'split_initial'})
         if not isinstance(result, dict):
             return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
         self.ctx.train, self.ctx.test = result['train'], result['test']
         self.ctx.train.label, self.ctx.test.label = 'train', 'test'
         self.report(f'initial set: {len(self.ctx.train)} training, {len(self.ctx.test)} test configurations')
+        return None
+
+    def inspect_initial_labelling(self):
+        """Split the labelled initial set into training and test sets (calcfunction)."""
+        labelled, error = self._labelled()
+        if error:
+            return error
+        return self._split_initial(labelled)
+
+    def should_sample(self) -> bool:
+        """Return whether the loop samples, selects and labels its initial set (no ``training_set`` given)."""
+        return 'training_set' not in self.inputs
+
+    def start_from_training_set(self):
+        """Start from ``training_set`` (and ``test_set``, else a split of it); every replica starts from ``structure``.
+
+        Nothing is sampled: there is no pool, and the oracle calls are counted from here.
+        """
+        self.ctx.starts = {key: self.inputs.structure for key in self.ctx.explore}
+        if 'test_set' not in self.inputs:
+            return self._split_initial(self.inputs.training_set)
+        self.ctx.train, self.ctx.test = self.inputs.training_set, self.inputs.test_set
+        self.report(
+            f'starting from training_set<{self.ctx.train.pk}> ({len(self.ctx.train)} configurations) and '
+            f'test_set<{self.ctx.test.pk}> ({len(self.ctx.test)})'
+        )
         return None
 
     def run_fit(self):
@@ -703,6 +858,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 md.update({'ensemble': 'npt', 'pressure_bar': float(point['pressure_bar'])})
             md['n_steps'] = int(self.ctx.loop['target_steps'])
             md['seed'] = int(md.get('seed', 1)) + 1000 * self.ctx.iteration + index
+            parameters['extrapolation'] = trigger_extrapolation(
+                parameters.get('extrapolation', {}), self.ctx.loop.get('trigger', 'variance')
+            )
             inputs.md.parameters = orm.Dict(parameters)
             inputs.md.potential = self.ctx.potential
             inputs.md.training = self.ctx.potential_train
@@ -731,7 +889,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             summary = node.outputs.summary.get_dict()
             self.report(
                 f'{key}: {summary.get("outcome")} after {summary.get("steps_done")} steps '
-                f'(max GAP std {summary.get("max_score")}, threshold {summary.get("threshold")})'
+                f'(max {summary.get("extrapolation_method")} score {summary.get("max_score")}, threshold '
+                f'{summary.get("threshold")})'
             )
             if summary.get('outcome') in ('completed', 'extrapolation') and 'final_structure' in node.outputs:
                 self.ctx.starts[key] = node.outputs.final_structure
@@ -848,11 +1007,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         else:
             final_train = self.ctx.get('train')
         final_test = self.ctx.get('test')
+        given = {self.inputs[port].uuid for port in ('training_set', 'test_set') if port in self.inputs}
         for role, node, port in (('train', final_train, 'training_set'), ('test', final_test, 'test_set')):
-            if node is not None:
+            if node is None:
+                continue
+            if node.uuid not in given:  # the caller's data sets keep their label
                 node.description = f'{port} of the run (data set `{node.label}`)'
                 node.label = f'{role}_final'
-                self.out(port, node)
+            self.out(port, node)
         if self.ctx.verdict is not None:
             self.out('stopping', self.ctx.verdict)
 

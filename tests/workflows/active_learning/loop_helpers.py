@@ -14,6 +14,7 @@ import pathlib
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import run_get_node
+from aiida.engine.processes.utils import prune_mapping
 from ase.build import bulk
 
 from aiida_mlpot.data.dataset import DatasetData
@@ -80,3 +81,10 @@ XTB_OVERRIDES = {
     },
     'loop': {**SMALL['loop'], 'audit_force_rmse': 0.1, 'audit_energy_rmse': 10.0},
 }
+
+
+def validation_error(builder) -> str | None:
+    """Return the error the loop's input validation finds in ``builder`` at launch (None: valid)."""
+    inputs = ActiveLearningWorkChain.spec().inputs
+    error = inputs.validate(inputs.pre_process(prune_mapping(dict(builder))))
+    return None if error is None else str(error)

@@ -16,7 +16,7 @@ from ase import Atoms
 from aiida_mlpot.analysis.errors import compute_errors
 from aiida_mlpot.common.keys import config_index
 
-__all__ = ('CRITERIA_DEFAULTS', 'audit_errors', 'audit_pairs', 'convergence_verdict')
+__all__ = ('CRITERIA_DEFAULTS', 'audit_errors', 'audit_pairs', 'convergence_verdict', 'stopped_verdict')
 
 #: Default criteria: audit force RMSE (eV/Å) and energy RMSE (meV/atom); hard limits.
 CRITERIA_DEFAULTS = {
@@ -155,4 +155,27 @@ def audit_errors(planned: Sequence[Atoms], labelled: Sequence[Atoms]) -> dict | 
         **errors,
         'force_rmse': overall['forces']['rmse'],
         'energy_rmse': overall['energy_per_atom']['rmse'],
+    }
+
+
+def stopped_verdict(
+    previous: Mapping | None, criterion: str, reason: str, iteration: int, oracle_calls: int
+) -> dict:
+    """Return the verdict of a loop stopped outside the assessment (e.g. a refit refused by the memory plan).
+
+    :param previous: the last assessment's verdict (its ``stable`` and ``audit_ok`` are kept), or None when the
+        loop stopped before its first assessment.
+    :param criterion: the criterion that stopped it; ``reason``: why, readable.
+    :return: the keys of :func:`convergence_verdict`, with ``converged`` False and ``stop`` True.
+    """
+    previous = previous or {}
+    return {
+        'converged': False,
+        'stop': True,
+        'criterion': criterion,
+        'stable': bool(previous.get('stable', False)),
+        'audit_ok': bool(previous.get('audit_ok', False)),
+        'iteration': int(iteration),
+        'oracle_calls': int(oracle_calls),
+        'reason': reason,
     }

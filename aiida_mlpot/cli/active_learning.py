@@ -4,7 +4,7 @@
   ``ActiveLearningWorkChain.get_builder_from_protocol`` and run it here (its report lines as progress) or
   ``--submit`` it to the daemon. Every value is checked before anything runs.
 * ``status PK``: the iteration table, from the ``learning_curve`` output once there is one, otherwise from the
-  finished ``plan_NN`` / ``assess_NN`` calcfunctions and fits of the running loop.
+  finished ``iteration_NN_plan`` / ``iteration_NN_assess`` calcfunctions and fits of the running loop.
 * ``report PK --out DIR``: PNG figures and ``report.md``.
 * ``export PK --out DIR``: the GAP (XML, sparseX, a ``pair_style quip`` snippet) and the training and test sets.
 """

@@ -1,7 +1,8 @@
 """Read an `ActiveLearningWorkChain` run from the provenance graph, finished or still running.
 
-Everything here is a graph query on the run's called processes (call link labels ``sampling``, ``fit_NN``,
-``explore_NN_<key>``, ``plan_NN``, ``label_NN``, ``assess_NN``, ``grow_NN``) and their inputs and outputs:
+Everything here is a graph query on the run's called processes (call link labels ``sampling``, ``fit_initial``,
+``iteration_NN_explore_<key>``, ``iteration_NN_plan``, ``_label``, ``_assess``, ``_grow``, ``_fit``; see
+:func:`~aiida_mlpot.workflows.active_learning.call_label`) and their inputs and outputs:
 nothing is read from the work chain's context, so it works through the daemon, while the run goes on, and
 after a `verdi archive` round trip.
 """
@@ -16,6 +17,7 @@ from aiida.common.links import LinkType
 
 from aiida_mlpot.analysis.convergence import audit_pairs
 from aiida_mlpot.calculations.functions.active_learning import learning_curve
+from aiida_mlpot.workflows.active_learning import call_label
 
 __all__ = (
     'ActiveLearningRun',
@@ -24,7 +26,7 @@ __all__ = (
 
 #: ``process_type`` of the work chain (its entry point).
 PROCESS_TYPE = 'aiida.workflows:mlpot.active_learning'
-_EXPLORE = re.compile(r'^explore_(\d+)_(.+)$')
+_EXPLORE = re.compile(r'^iteration_(\d+)_explore_(.+)$')
 
 
 class NotAnActiveLearningRun(ValueError):
@@ -83,8 +85,8 @@ class ActiveLearningRun:
         The same nodes as its ``results`` step: ``decision`` (plan), ``verdict`` and ``audit`` (assess),
         ``metrics`` of the potential that explored (the fit before the iteration), ``train`` its training set.
         """
-        plan, assess = self.child(f'plan_{iteration:02d}'), self.child(f'assess_{iteration:02d}')
-        fit = self.child(f'fit_{iteration - 1:02d}')
+        plan, assess = self.child(call_label(iteration, 'plan')), self.child(call_label(iteration, 'assess'))
+        fit = self.child(call_label(iteration - 1, 'fit'))
         if plan is None or assess is None or not assess.is_finished_ok or fit is None:
             return None
         if 'metrics' not in fit.outputs or 'verdict' not in assess.outputs:
@@ -149,20 +151,20 @@ class ActiveLearningRun:
         """Return the final potential (output), or the latest fitted one while the run goes on (None if none)."""
         if 'potential' in self.node.outputs:
             return self.node.outputs.potential
-        fits = sorted(label for label in self.children if label.startswith('fit_'))
-        for label in reversed(fits):
-            if 'potential' in self.children[label].outputs:
-                return self.children[label].outputs.potential
+        for fit in reversed(self.fits()):
+            if 'potential' in fit.outputs:
+                return fit.outputs.potential
         return None
 
+    def fits(self) -> list[orm.WorkChainNode]:
+        """Return the fits (``fit_initial``, ``iteration_NN_fit``) in the order they were called."""
+        labels = [call_label(0, 'fit'), *(call_label(iteration, 'fit') for iteration in self.iterations)]
+        return [self.children[label] for label in labels if label in self.children]
+
     def fit_of(self, potential) -> orm.WorkChainNode | None:
-        """Return the ``GapFitWorkChain`` (a ``fit_NN`` child) that returned ``potential``."""
-        for label, node in self.children.items():
-            if (
-                label.startswith('fit_')
-                and 'potential' in node.outputs
-                and node.outputs.potential.pk == potential.pk
-            ):
+        """Return the ``GapFitWorkChain`` (a ``fit_initial`` or ``iteration_NN_fit`` child) that returned ``potential``."""
+        for node in self.fits():
+            if 'potential' in node.outputs and node.outputs.potential.pk == potential.pk:
                 return node
         return None
 
@@ -177,7 +179,10 @@ class ActiveLearningRun:
 
     def audit_frames(self, iteration: int) -> tuple[list, list]:
         """Return the audited frames of ``iteration``: the oracle's labels and the ML predictions, paired."""
-        plan, labelling = self.child(f'plan_{iteration:02d}'), self.child(f'label_{iteration:02d}')
+        plan, labelling = (
+            self.child(call_label(iteration, 'plan')),
+            self.child(call_label(iteration, 'label')),
+        )
         if (
             plan is None
             or labelling is None

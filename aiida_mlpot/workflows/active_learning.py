@@ -44,6 +44,7 @@ from aiida_mlpot.calculations.functions.active_learning import (
     grow_training_set,
     learning_curve,
     plan_iteration,
+    stopped_verdict,
 )
 from aiida_mlpot.calculations.functions.selection import select_configurations, split_dataset
 from aiida_mlpot.calculations.gap_fit import declared_memory_mb
@@ -62,7 +63,7 @@ from aiida_mlpot.workflows.ml_md import MlMdWorkChain
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 from aiida_mlpot.workflows.sampling import SamplingWorkChain
 
-__all__ = ('ORACLES', 'ActiveLearningWorkChain', 'check_fit_memory', 'largest_fitting_size')
+__all__ = ('ORACLES', 'ActiveLearningWorkChain', 'call_label', 'check_fit_memory', 'largest_fitting_size')
 
 #: The oracles of ``get_builder_from_protocol`` and the labelling protocol each uses.
 ORACLES = {'classical': None, 'cp2k-xtb': 'xtb', 'cp2k-pbe': 'pbe'}
@@ -262,6 +263,15 @@ def validate_trigger(value: Mapping) -> str | None:
             f'{trigger!r}; set `loop.trigger` and leave the method to it'
         )
     return None
+
+
+def call_label(iteration: int, step: str) -> str:
+    """Return the call link label of ``step`` in ``iteration``, so that the process tree reads by iteration.
+
+    Iteration 0 is the initial set (``label_initial``, ``fit_initial``); iteration ``k`` runs
+    ``iteration_kk_explore_<state point>``, ``iteration_kk_plan``, ``_label``, ``_assess``, ``_grow``, ``_fit``.
+    """
+    return f'{step}_initial' if iteration == 0 else f'iteration_{iteration:02d}_{step}'
 
 
 def sampling_point(point: Mapping, volume_scale: float = 1.0) -> dict:
@@ -491,7 +501,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.output(
             'stopping', valid_type=orm.Dict, help='The verdict that ended the loop and which criterion.'
         )
-        spec.output('pool', valid_type=DatasetData, help='The sampling pool.')
+        spec.output(
+            'pool',
+            valid_type=DatasetData,
+            required=False,
+            help='The sampling pool (absent when the loop started from `training_set`).',
+        )
 
         spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED_SAMPLING', message='the sampling failed: {message}')
         spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_SELECTION', message='the selection failed: {message}')
@@ -740,7 +755,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 inputs.cp2k.config_overrides = orm.Dict(kept)
             else:
                 del inputs.cp2k['config_overrides']
-        label = 'label_initial' if self.ctx.iteration == 0 else f'label_{self.ctx.iteration:02d}'
+        label = call_label(self.ctx.iteration, 'label')
         inputs.metadata = {'call_link_label': label}
         self.ctx.labelling_link = label
         self.ctx.oracle_calls += len(self.ctx.to_label)
@@ -803,7 +818,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             parameters['baseline'] = self.ctx.baseline
             inputs.gap_fit.parameters = orm.Dict(parameters)
         inputs.test_dataset = self.ctx.test
-        inputs.metadata = {'call_link_label': f'fit_{self.ctx.iteration:02d}'}
+        inputs.metadata = {'call_link_label': call_label(self.ctx.iteration, 'fit')}
         options = dict(inputs.gap_fit.get('metadata', {}).get('options', {}))
         limit_mb, source = declared_memory_mb(options, inputs.gap_fit.code.computer)
         problem = check_fit_memory(
@@ -811,6 +826,16 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         )
         if problem:
             self.report(f'fit of iteration {self.ctx.iteration} refused before launching: {problem}')
+            state = {
+                'criterion': 'refit_exceeds_memory',
+                'reason': f'the fit of iteration {self.ctx.iteration} would not fit the memory: {problem}',
+                'iteration': self.ctx.iteration,
+                'oracle_calls': self.ctx.oracle_calls,
+            }
+            previous = {'verdict': self.ctx.verdict} if self.ctx.verdict is not None else {}
+            self.ctx.verdict = stopped_verdict(
+                orm.Dict(state), metadata={'call_link_label': 'stopped_verdict'}, **previous
+            )
             self._attach_outputs()
             return self.exit_codes.ERROR_REFIT_EXCEEDS_MEMORY.format(
                 iteration=self.ctx.iteration, message=problem
@@ -865,7 +890,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             inputs.md.potential = self.ctx.potential
             inputs.md.training = self.ctx.potential_train
             inputs.md.structure = self.ctx.starts[key]
-            inputs.metadata = {'call_link_label': f'explore_{self.ctx.iteration:02d}_{key}'}
+            inputs.metadata = {'call_link_label': call_label(self.ctx.iteration, f'explore_{key}')}
             node = self.submit(MlMdWorkChain, **inputs)
             replicas[f'replica_{key}'] = node
         self.report(f'iteration {self.ctx.iteration}: exploring {", ".join(sorted(self.ctx.explore))}')
@@ -885,7 +910,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             if 'flagged' in node.outputs:
                 sources[f'flagged_{key}'] = node.outputs.flagged
                 node.outputs.flagged.label = self._iteration_label(f'flagged_{key}')
-            self._label_inner_datasets(node, f'explore_{self.ctx.iteration:02d}_{key}')
+            self._label_inner_datasets(node, call_label(self.ctx.iteration, f'explore_{key}'))
             summary = node.outputs.summary.get_dict()
             self.report(
                 f'{key}: {summary.get("outcome")} after {summary.get("steps_done")} steps '
@@ -907,7 +932,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         result = plan_iteration(
             self.ctx.potential_train,
             orm.Dict(spec),
-            metadata={'call_link_label': f'plan_{self.ctx.iteration:02d}'},
+            metadata={'call_link_label': call_label(self.ctx.iteration, 'plan')},
             **sources,
         )
         if not isinstance(result, dict):
@@ -955,7 +980,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.ctx.decision,
             orm.Dict(criteria),
             orm.Dict(state),
-            metadata={'call_link_label': f'assess_{self.ctx.iteration:02d}'},
+            metadata={'call_link_label': call_label(self.ctx.iteration, 'assess')},
             **labels,
         )
         self.ctx.verdict = result['verdict']
@@ -980,7 +1005,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             grown = grow_training_set(
                 self.ctx.train,
                 self.ctx.test,
-                metadata={'call_link_label': f'grow_{self.ctx.iteration:02d}'},
+                metadata={'call_link_label': call_label(self.ctx.iteration, 'grow')},
                 **labels,
             )
             self.ctx.train, self.ctx.test = grown['train'], grown['test']

@@ -129,7 +129,7 @@ def test_status_of_a_running_loop_uses_the_finished_iterations(launched):
     node, _ = launched
     run = load_run(node.pk)
     last = run.iterations[-1]
-    for label in (f'assess_{last:02d}', f'grow_{last:02d}', 'learning_curve'):
+    for label in (f'iteration_{last:02d}_assess', f'iteration_{last:02d}_grow', 'learning_curve'):
         run.children.pop(label, None)
     curve = node.outputs.learning_curve.get_dict()
     assert run.curve_from_graph()['iterations'] == curve['iterations'][:-1]

@@ -8,6 +8,8 @@
   test set (their labels are never wasted).
 * :func:`exploration_starts`: the start frame of every exploration state point (the last sampled frame).
 * :func:`learning_curve`: the per-iteration table of the whole run.
+* :func:`stopped_verdict`: the verdict of a loop stopped outside an assessment (a refit refused by the memory
+  plan), so that the ``stopping`` output names that criterion too.
 
 The logic is pure (:mod:`aiida_mlpot.selection.active`, :mod:`aiida_mlpot.analysis.convergence`); these
 wrappers only convert nodes.
@@ -19,6 +21,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_mlpot.analysis.convergence import audit_errors, convergence_verdict
+from aiida_mlpot.analysis.convergence import stopped_verdict as verdict_of_stop
 from aiida_mlpot.calculations.functions.exit_codes import calcfunction_exit
 from aiida_mlpot.common.keys import config_index
 from aiida_mlpot.data.dataset import DatasetData
@@ -31,6 +34,7 @@ __all__ = (
     'grow_training_set',
     'learning_curve',
     'plan_iteration',
+    'stopped_verdict',
 )
 
 #: Exit codes of the calcfunctions (label: (status, message)).
@@ -248,3 +252,20 @@ def learning_curve(**records) -> orm.Dict:
         )
     units = {'force_rmse': 'eV/Å', 'energy_rmse': 'meV/atom', 'steps': 'MD steps'}
     return orm.Dict({'iterations': rows, 'units': units})
+
+
+@calcfunction
+def stopped_verdict(state: orm.Dict, **previous) -> orm.Dict:
+    """Return the verdict of a loop stopped outside an assessment.
+
+    :param state: ``criterion`` (e.g. ``refit_exceeds_memory``), ``reason``, ``iteration`` and ``oracle_calls``.
+    :param previous: ``verdict``: the last assessment's verdict, absent before the first one.
+    :return: the verdict (:func:`aiida_mlpot.analysis.convergence.stopped_verdict`).
+    """
+    values = state.get_dict()
+    verdict = previous['verdict'].get_dict() if 'verdict' in previous else None
+    return orm.Dict(
+        verdict_of_stop(
+            verdict, values['criterion'], values['reason'], values['iteration'], values['oracle_calls']
+        )
+    )

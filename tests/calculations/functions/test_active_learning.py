@@ -12,6 +12,7 @@ from aiida_mlpot.calculations.functions.active_learning import (
     grow_training_set,
     learning_curve,
     plan_iteration,
+    stopped_verdict,
 )
 from aiida_mlpot.calculations.functions.exit_codes import check_exit_code_table
 from aiida_mlpot.common.keys import config_key
@@ -119,3 +120,21 @@ def test_grow_without_candidates_has_no_candidates_output():
         labelled=DatasetData.from_ase([labelled]),
     )
     assert set(grown) == {'train', 'test', 'audit'} and len(grown['train']) == 1 and len(grown['test']) == 2
+
+
+def test_stopped_verdict_names_the_criterion_and_keeps_the_last_assessment():
+    state = {'criterion': 'refit_exceeds_memory', 'reason': 'too big', 'iteration': 2, 'oracle_calls': 30}
+    alone = stopped_verdict(orm.Dict(state)).get_dict()
+    assert alone == {
+        'converged': False,
+        'stop': True,
+        'criterion': 'refit_exceeds_memory',
+        'stable': False,
+        'audit_ok': False,
+        'iteration': 2,
+        'oracle_calls': 30,
+        'reason': 'too big',
+    }
+    last = orm.Dict({'stable': True, 'audit_ok': False, 'stop': False, 'criterion': None})
+    after = stopped_verdict(orm.Dict(state), verdict=last).get_dict()
+    assert after['stable'] and not after['audit_ok'] and after['criterion'] == 'refit_exceeds_memory'

@@ -83,11 +83,11 @@ def test_loop_triggers_then_converges_on_nacl(codes, nacl_liquid):
     assert children['select_initial'].outputs.selected.label == 'selected'
     assert children['label_initial'].outputs.labelled.label == 'labelled_initial'
     triggered = next(row['iteration'] for row in curve if row['n_triggers'])
-    grown = children[f'grow_{triggered:02d}'].outputs
+    grown = children[f'iteration_{triggered:02d}_grow'].outputs
     assert grown.candidates.label == f'candidates_{triggered:02d}'
     assert 'audit' not in grown or grown.audit.label == f'audit_{triggered:02d}'
     assert grown.test.label == f'test_{triggered:02d}' or triggered == curve[-1]['iteration']
-    assert children[f'plan_{triggered:02d}'].outputs.to_label.label == f'planned_{triggered:02d}'
-    assert children[f'explore_{triggered:02d}_T1400_V1'].outputs.trajectory.label == (
+    assert children[f'iteration_{triggered:02d}_plan'].outputs.to_label.label == f'planned_{triggered:02d}'
+    assert children[f'iteration_{triggered:02d}_explore_T1400_V1'].outputs.trajectory.label == (
         f'trajectory_T1400_V1_{triggered:02d}'
     )

@@ -43,5 +43,8 @@ def test_refit_refused_before_launching_when_memory_is_too_small(codes):
     assert node.exit_status == ActiveLearningWorkChain.exit_codes.ERROR_REFIT_EXCEEDS_MEMORY.status
     assert 'max_memory_kb' in node.exit_message and 'configurations like these fit' in node.exit_message
     assert not any(child.process_label == 'GapFitWorkChain' for child in node.called)
-    assert {'pool', 'training_set', 'test_set', 'learning_curve'} <= set(results)
+    assert {'pool', 'training_set', 'test_set', 'learning_curve', 'stopping'} <= set(results)
     assert results['training_set'].label == 'train_final'
+    stopping = results['stopping'].get_dict()  # the initial fit was refused: no assessment before it
+    assert stopping['criterion'] == 'refit_exceeds_memory' and stopping['stop'] and not stopping['converged']
+    assert 'max_memory_kb' in stopping['reason'] and stopping['iteration'] == 0

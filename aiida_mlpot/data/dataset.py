@@ -11,6 +11,7 @@ import numpy as np
 from aiida.orm import Data
 from ase import Atoms
 
+from aiida_mlpot.data.attributes import attribute
 from aiida_mlpot.data.extxyz import (
     ATOM_LABELS,
     CONFIG_LABELS,
@@ -114,30 +115,15 @@ class DatasetData(Data):
             self.base.attributes.set(key, value)
 
     # --- summary attributes -------------------------------------------------------------------------------
-    @property
-    def n_configs(self) -> int:
-        """Number of configurations."""
-        return self.base.attributes.get('n_configs', 0)
-
-    @property
-    def n_atoms_total(self) -> int:
-        """Total number of atoms over all configurations."""
-        return self.base.attributes.get('n_atoms_total', 0)
-
-    @property
-    def species(self) -> list[str]:
-        """Sorted chemical symbols present in the dataset."""
-        return self.base.attributes.get('species', [])
-
-    @property
-    def properties(self) -> list[str]:
-        """Labels (energy, forces, virial, energies) present in every configuration."""
-        return self.base.attributes.get('properties', [])
-
-    @property
-    def config_types(self) -> list[str]:
-        """Distinct ``config_type`` values."""
-        return self.base.attributes.get('config_types', [])
+    n_configs = attribute('n_configs', 0, 'Number of configurations (int).')
+    n_atoms_total = attribute('n_atoms_total', 0, 'Total number of atoms over all configurations (int).')
+    species = attribute('species', [], 'Sorted chemical symbols present in the dataset (list of str).')
+    properties = attribute(
+        'properties',
+        [],
+        'Labels (energy, forces, virial, energies) present in every configuration (list of str).',
+    )
+    config_types = attribute('config_types', [], 'Distinct ``config_type`` values (list of str).')
 
     @property
     def lineage(self) -> list[dict]:

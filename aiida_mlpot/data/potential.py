@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from aiida.orm import Data
 from ase.data import atomic_numbers
 
+from aiida_mlpot.data.attributes import attribute
 from aiida_mlpot.parsers.parse_raw.gap_fit import parse_gap_xml
 from aiida_mlpot.potentials.classical import species_order
 
@@ -59,35 +60,12 @@ class GapPotentialData(Data):
         for key in ('xml_label', 'init_args', 'species', 'cutoff', 'descriptors', 'e0', 'gap_version'):
             self.base.attributes.set(key, info[key])
 
-    @property
-    def xml_filename(self) -> str:
-        """Name of the XML file in the repository."""
-        return self.base.attributes.get('xml_filename')
-
-    @property
-    def filenames(self) -> list[str]:
-        """Names of all files (XML first)."""
-        return self.base.attributes.get('filenames', [])
-
-    @property
-    def xml_label(self) -> str:
-        """Label of the potential inside the XML (``GAP_...``)."""
-        return self.base.attributes.get('xml_label')
-
-    @property
-    def species(self) -> list[str]:
-        """Chemical symbols the potential knows."""
-        return self.base.attributes.get('species', [])
-
-    @property
-    def cutoff(self) -> float | None:
-        """Largest descriptor cutoff in Å."""
-        return self.base.attributes.get('cutoff')
-
-    @property
-    def descriptors(self) -> list[str]:
-        """Descriptor strings as written in the XML."""
-        return self.base.attributes.get('descriptors', [])
+    xml_filename = attribute('xml_filename', doc='Name of the XML file in the repository (str).')
+    filenames = attribute('filenames', [], 'Names of all files, XML first (list of str).')
+    xml_label = attribute('xml_label', doc='Label of the potential inside the XML (``GAP_...``).')
+    species = attribute('species', [], 'Chemical symbols the potential knows (list of str).')
+    cutoff = attribute('cutoff', doc='Largest descriptor cutoff in Å (float or None).')
+    descriptors = attribute('descriptors', [], 'Descriptor strings as written in the XML (list of str).')
 
     def get_xml(self) -> str:
         """Return the content of the XML file."""

@@ -32,6 +32,7 @@ from aiida_mlpot.descriptors.rematch import RematchReferences, similarity_of_dis
 __all__ = (
     'GAP_VARIANCE_CALC_ARGS',
     'CheckResult',
+    'TrainingReferenceCheck',
     'FiniteCheck',
     'FrameAssessment',
     'GapVarianceCheck',
@@ -249,33 +250,43 @@ class GapVarianceCheck(ExtrapolationCheck):
             calculator.reset()
 
 
-class SoapNoveltyCheck(ExtrapolationCheck):
+class TrainingReferenceCheck(ExtrapolationCheck):
+    """Base of the checks that score a frame against a reference set built from the training frames.
+
+    :param training_frames: the training configurations of the potential.
+    :param reference: keyword settings of ``reference_class`` (a reference set of
+        :mod:`aiida_mlpot.descriptors`), merged over ``reference_defaults``: ``soap`` (merged over
+        :data:`~aiida_mlpot.descriptors.soap.DEFAULT_SOAP`), ``species`` (species the MD frames may hold besides
+        those of the training frames), ``seed`` and the settings of the reference set itself.
+    """
+
+    reference_class: type
+    reference_defaults: dict = {}
+    #: the check, as named in the error on an empty training set
+    what = ''
+
+    def __init__(self, training_frames: Sequence[Atoms], threshold: float | None = None, **reference):
+        super().__init__(threshold)
+        if not training_frames:
+            raise ValueError(f'{self.what} needs at least one training frame')
+        self.reference = self.reference_class(training_frames, **{**self.reference_defaults, **reference})
+
+
+class SoapNoveltyCheck(TrainingReferenceCheck):
     """SOAP novelty: per atom, the smallest SOAP distance sqrt(2 - 2 k) to a training environment of its species.
 
     A thin wrapper over :class:`aiida_mlpot.descriptors.novelty.ReferenceEnvironments` (the package's one
     novelty kernel): the frame score is the largest per-atom distance, 0 for an environment seen in
     training, up to sqrt(2) (:data:`~aiida_mlpot.descriptors.novelty.MAX_DISTANCE`, also the distance of an
-    atom whose species has no training environment). Works for any potential (no variance needed).
-
-    :param soap: SOAP settings merged over :data:`~aiida_mlpot.descriptors.soap.DEFAULT_SOAP`.
-    :param species: species the MD frames may hold besides those of the training frames.
+    atom whose species has no training environment). Works for any potential (no variance needed). Settings
+    (see :class:`TrainingReferenceCheck`): ``soap``, ``species``, ``max_environments`` (default 20000 here),
+    ``seed``.
     """
 
     name = 'soap_novelty'
-
-    def __init__(
-        self,
-        training_frames: Sequence[Atoms],
-        threshold: float | None = None,
-        soap: dict | None = None,
-        max_environments: int | None = 20000,
-        seed: int = 0,
-        species: Sequence[str] = (),
-    ):
-        super().__init__(threshold)
-        if not training_frames:
-            raise ValueError('SOAP novelty needs at least one training frame')
-        self.reference = ReferenceEnvironments(training_frames, soap, species, max_environments, seed)
+    reference_class = ReferenceEnvironments
+    reference_defaults = {'max_environments': 20000}
+    what = 'SOAP novelty'
 
     def per_atom(self, atoms: Atoms) -> np.ndarray:
         if set(atoms.get_chemical_symbols()) - set(self.reference.species):
@@ -287,7 +298,7 @@ class SoapNoveltyCheck(ExtrapolationCheck):
         return self.reference.leave_one_out()
 
 
-class RematchCheck(ExtrapolationCheck):
+class RematchCheck(TrainingReferenceCheck):
     """REMatch similarity of the whole frame to the training configurations (or an FPS subset of them).
 
     The frame's per-atom SOAP vectors are matched with those of each reference configuration by the
@@ -297,33 +308,14 @@ class RematchCheck(ExtrapolationCheck):
     other measures); the threshold on it is a critical similarity k_c = 1 - threshold^2 / 2: the check
     triggers when k_max < k_c. A frame with a species the training frames lack has k_max = 0.
 
-    :param training_frames: the training configurations of the potential.
-    :param max_references: compare with at most this many training frames, chosen by farthest-point sampling
-        in the REMatch distance; None: all.
-    :param alpha: entropic regularisation of the match.
-    :param soap: SOAP settings merged over :data:`~aiida_mlpot.descriptors.soap.DEFAULT_SOAP`.
-    :param seed: first farthest-point pick.
-    :param species: species the MD frames may hold besides those of the training frames.
+    Settings (see :class:`TrainingReferenceCheck`): ``max_references``, compare with at most this many training
+    frames, chosen by farthest-point sampling in the REMatch distance (None: all); ``alpha``, the entropic
+    regularisation of the match; ``soap``; ``seed``, the first farthest-point pick; ``species``.
     """
 
     name = 'rematch'
-
-    def __init__(
-        self,
-        training_frames: Sequence[Atoms],
-        threshold: float | None = None,
-        max_references: int | None = None,
-        alpha: float = 0.1,
-        soap: dict | None = None,
-        seed: int = 0,
-        species: Sequence[str] = (),
-    ):
-        super().__init__(threshold)
-        if not training_frames:
-            raise ValueError('the REMatch trigger needs at least one training frame')
-        self.reference = RematchReferences(
-            training_frames, soap, species, max_references=max_references, alpha=alpha, seed=seed
-        )
+    reference_class = RematchReferences
+    what = 'the REMatch trigger'
 
     @property
     def critical_similarity(self) -> float | None:

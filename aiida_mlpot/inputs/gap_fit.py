@@ -29,6 +29,8 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 
+from aiida_mlpot.common.mappings import check_keys
+
 __all__ = (
     'DESCRIPTOR_KEYS',
     'DatasetStats',
@@ -186,11 +188,9 @@ def _validate_descriptor(index: int, descriptor) -> str | None:
 
 def validate_parameters(parameters: Mapping) -> str | None:
     """Return an error message naming the offending key, or ``None`` if ``parameters`` is a valid fit setup."""
-    if not isinstance(parameters, Mapping):
-        return 'the parameters must be a dictionary'
-    unknown = sorted(set(parameters) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        return f'`{unknown[0]}`: unknown key; allowed: {", ".join(TOP_LEVEL_KEYS)}'
+    message = check_keys(parameters, TOP_LEVEL_KEYS, 'parameters', '`{key}`: unknown key; allowed: {allowed}')
+    if message:
+        return message
     descriptors = parameters.get('descriptors')
     if not isinstance(descriptors, Sequence) or isinstance(descriptors, str) or not descriptors:
         return '`descriptors`: must be a non-empty list of descriptor dictionaries'

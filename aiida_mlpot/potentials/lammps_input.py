@@ -13,6 +13,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.lammps import Prism
 
+from aiida_mlpot.common.mappings import check_keys
 from aiida_mlpot.potentials.classical import charges_of, mass_lines, potential_lines
 
 __all__ = (
@@ -249,11 +250,11 @@ _REQUIRED_KEYS = ('ensemble', 'temperature_K', 'timestep_fs', 'production_steps'
 
 def validate_md_parameters(parameters: dict) -> str | None:
     """Return an error message if the MD ``parameters`` (see :func:`md_script`) are invalid, else ``None``."""
-    if not isinstance(parameters, dict):
-        return 'the MD parameters must be a dictionary'
-    unknown = sorted(set(parameters) - set(MD_PARAMETER_KEYS))
-    if unknown:
-        return f'unknown MD parameter `{unknown[0]}`; known: {", ".join(MD_PARAMETER_KEYS)}'
+    message = check_keys(
+        parameters, MD_PARAMETER_KEYS, 'MD parameters', 'unknown MD parameter `{key}`; known: {allowed}'
+    )
+    if message:
+        return message
     missing = [key for key in _REQUIRED_KEYS if key not in parameters]
     if missing:
         return f'the MD parameters miss the keys {missing}'

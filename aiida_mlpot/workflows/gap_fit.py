@@ -15,6 +15,7 @@ from aiida_mlpot.calculations.gap_fit import GapFitCalculation, declared_memory_
 from aiida_mlpot.calculations.ports import check_options, missing_code_message
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs.gap_fit import dataset_stats, plan_memory, reduce_sparse_points, validate_parameters
+from aiida_mlpot.workflows.ports import expose_closed
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 
 __all__ = ('GapFitWorkChain', 'validate_inputs')
@@ -63,6 +64,14 @@ def validate_inputs(value, ctx):
     )
 
 
+def failed_by(cause: str) -> list:
+    """Return the exit codes of a ``GapFitCalculation`` that failed by ``cause`` (``OUT_OF_MEMORY``,
+    ``OUT_OF_WALLTIME``): as gap_fit's parser saw it (``ERROR_<cause>``) or as the scheduler did
+    (``ERROR_SCHEDULER_<cause>``)."""
+    codes = GapFitCalculation.exit_codes
+    return [codes[f'ERROR_{cause}'], codes[f'ERROR_SCHEDULER_{cause}']]
+
+
 class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """Fit a GAP with :class:`GapFitCalculation`, restarting on out-of-memory and walltime; then evaluate it.
 
@@ -81,7 +90,7 @@ class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(GapFitCalculation, namespace='gap_fit')
+        expose_closed(spec, GapFitCalculation, 'gap_fit')
         # Validate the parameters at launch, but plan the memory in a step (reduce instead of refusing).
         spec.inputs['gap_fit'].validator = _validate_gap_fit_namespace
         spec.input(
@@ -90,9 +99,10 @@ class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
             required=False,
             help='Held-out configurations with reference labels; the potential is evaluated on them.',
         )
-        spec.expose_inputs(
+        expose_closed(
+            spec,
             EvaluateCalculation,
-            namespace='evaluate',
+            'evaluate',
             exclude=('potential', 'dataset'),
             namespace_options={
                 'required': False,
@@ -114,10 +124,6 @@ class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
             validator=_validate_walltime_factor,
             help='Factor applied to max_wallclock_seconds after a walltime failure (above 1).',
         )
-        # Exposing gives a namespace the calculation's valid_type, which turns it dynamic (a plumpy quirk): close
-        # them again, so that an unknown key is refused at launch and by the protocol's override check.
-        for namespace in ('gap_fit', 'evaluate'):
-            spec.inputs[namespace].dynamic = False
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
@@ -277,13 +283,7 @@ class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
         self.report(f'test set ({self.inputs.test_dataset.n_configs} configurations): {summary}')
         return None
 
-    @process_handler(
-        priority=500,
-        exit_codes=[
-            GapFitCalculation.exit_codes.ERROR_OUT_OF_MEMORY,
-            GapFitCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_MEMORY,
-        ],
-    )
+    @process_handler(priority=500, exit_codes=failed_by('OUT_OF_MEMORY'))
     def handle_out_of_memory(self, node):
         """Retry with fewer sparse points in every descriptor."""
         factor = self.inputs.sparse_reduction_factor.value
@@ -297,13 +297,7 @@ class GapFitWorkChain(ProtocolMixin, BaseRestartWorkChain):
         self._set_parameters(reduced)
         return ProcessHandlerReport(True)
 
-    @process_handler(
-        priority=400,
-        exit_codes=[
-            GapFitCalculation.exit_codes.ERROR_OUT_OF_WALLTIME,
-            GapFitCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME,
-        ],
-    )
+    @process_handler(priority=400, exit_codes=failed_by('OUT_OF_WALLTIME'))
     def handle_out_of_walltime(self, node):
         """Restart from scratch with a longer walltime (gap_fit cannot continue a fit)."""
         options = self.ctx.inputs.metadata.options

@@ -39,6 +39,7 @@ from aiida_mlpot.calculations.ml_md import MlMdCalculation
 from aiida_mlpot.calculations.ports import check_options
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.engines.parameters import normalise_parameters
+from aiida_mlpot.workflows.ports import expose_closed
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 
 __all__ = ('UNSTABLE_POLICIES', 'MlMdWorkChain', 'is_segment', 'restart_frame_before')
@@ -91,10 +92,7 @@ class MlMdWorkChain(ProtocolMixin, BaseRestartWorkChain):
     def define(cls, spec):
         """Define the process specification."""
         super().define(spec)
-        spec.expose_inputs(MlMdCalculation, namespace='md')
-        # Exposing gives the namespace the calculation's valid_type, which turns it dynamic (a plumpy quirk):
-        # close it again, so that an unknown key is refused at launch and by the protocol's override check.
-        spec.inputs['md'].dynamic = False
+        expose_closed(spec, MlMdCalculation, 'md')
         spec.inputs['max_iterations'].validator = validate_max_iterations
         spec.input(
             'unstable_policy',

@@ -27,6 +27,7 @@ from aiida_mlpot.inputs.sampling import (
     validate_md_parameters_shared,
     validate_state_point,
 )
+from aiida_mlpot.workflows.ports import expose_closed
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
 
 __all__ = ('SamplingWorkChain', 'state_point_grid', 'state_point_key')
@@ -48,16 +49,15 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(
+        expose_closed(
+            spec,
             LammpsMdCalculation,
-            namespace='md',
+            'md',
             exclude=('structure', 'parameters', 'potential', 'potential_files'),
             namespace_options={
                 'help': 'Inputs of the LAMMPS MD calculations: `code`, `metadata.options`, ...'
             },
         )
-        # Exposing makes the namespace dynamic (a plumpy quirk): close it, so that an unknown key is refused.
-        spec.inputs['md'].dynamic = False
         spec.input('structure', valid_type=orm.StructureData, help='The starting configuration.')
         define_potential_ports(spec)
         spec.input(

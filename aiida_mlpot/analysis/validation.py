@@ -27,6 +27,7 @@ from aiida_mlpot.analysis.rdf import partial_rdfs, rdf_difference, short_range_a
 from aiida_mlpot.analysis.statistics import density_volume_statistics
 
 __all__ = (
+    'SOLID_PROPERTIES',
     'TOLERANCES',
     'check_tolerances',
     'compare_density',
@@ -34,10 +35,13 @@ __all__ = (
     'compare_solid',
     'compare_structure',
     'overall_verdict',
+    'solid_comparison_plot',
     'solid_properties',
 )
 
 PASS, FAIL, INCONCLUSIVE = 'pass', 'fail', 'inconclusive'
+#: The crystal properties :func:`solid_properties` can compute.
+SOLID_PROPERTIES = ('eos', 'elastic', 'surfaces', 'vacancy', 'phonons')
 
 #: Default tolerances of every check (see docs/topics/validation.md for the reasons).
 TOLERANCES: dict[str, float] = {
@@ -271,7 +275,7 @@ def compare_diffusion(
 def solid_properties(
     atoms: Atoms,
     calculator: Calculator,
-    properties: Sequence[str] = ('eos', 'elastic', 'surfaces', 'vacancy', 'phonons'),
+    properties: Sequence[str] = SOLID_PROPERTIES,
     surfaces: Sequence[Sequence[int]] = ((1, 1, 1), (1, 0, 0)),
     surface_layers: int = 6,
     vacancy_supercell: Sequence[int] = (3, 3, 3),
@@ -288,7 +292,8 @@ def solid_properties(
     ``'eos'`` (lattice constant = first cell length, bulk modulus), ``'elastic'`` (C11, C12, C44, relaxed-ion),
     ``'surfaces'`` (relaxed, keyed by Miller index ``'111'``), ``'vacancy'`` (relaxed), ``'phonons'``.
 
-    :returns: JSON-able dict ``{'lattice_constant' (Å), 'bulk_modulus_gpa', 'C11', 'C12', 'C44' (GPa),
+    :returns: JSON-able dict ``{'relaxed_cell', 'lattice_constant' (Å), 'bulk_modulus_gpa', 'eos_volumes_per_atom'
+        (Å³), 'eos_energies_per_atom' (eV, relative to the fitted minimum), 'C11', 'C12', 'C44' (GPa),
         'surface_energies_j_m2': {'111': ...}, 'vacancy_energy' (eV), 'phonon_frequencies' (THz, per q-point),
         'phonon_qpoints', 'phonon_min_frequency' (THz)}``, the keys of the properties asked for.
     """
@@ -301,7 +306,7 @@ def solid_properties(
         vacancy_formation_energy,
     )
 
-    unknown = set(properties) - {'eos', 'elastic', 'surfaces', 'vacancy', 'phonons'}
+    unknown = set(properties) - set(SOLID_PROPERTIES)
     if unknown:
         raise ValueError(f'unknown properties {sorted(unknown)}')
     relaxed = relax_structure(atoms, calculator, fmax=fmax, cell=True)
@@ -310,6 +315,9 @@ def solid_properties(
         eos = equation_of_state(relaxed, calculator)
         result['lattice_constant'] = eos['cell_lengths'][0]
         result['bulk_modulus_gpa'] = eos['bulk_modulus_gpa']
+        n_atoms = len(relaxed)
+        result['eos_volumes_per_atom'] = [v / n_atoms for v in eos['volumes']]
+        result['eos_energies_per_atom'] = [e / n_atoms - eos['energy_per_atom'] for e in eos['energies']]
     if 'elastic' in properties:
         elastic = elastic_constants(relaxed, calculator)
         result.update({key: elastic[key] for key in ('C11', 'C12', 'C44')})
@@ -396,3 +404,54 @@ def compare_solid(properties: Mapping, reference: Mapping, tolerances: Mapping |
         }
     checks['verdict'] = overall_verdict(checks)
     return checks
+
+
+def solid_comparison_plot(
+    properties: Mapping,
+    reference: Mapping,
+    path,
+    labels: tuple[str, str] = ('ML', 'reference'),
+    title: str | None = None,
+) -> None:
+    """Write a PNG of a crystal comparison: E(V) per atom (if both have it) and phonon bands (if both have them).
+
+    Energies are relative to each side's own minimum, so the panel shows the equilibrium volume and the
+    curvature (bulk modulus); the phonon panel plots every mode at every q-point of the path, in path order.
+    Uses the Agg backend.
+    """
+    import matplotlib
+
+    matplotlib.use('Agg')
+    from matplotlib.figure import Figure
+
+    panels = [
+        key
+        for key in ('eos_volumes_per_atom', 'phonon_frequencies')
+        if key in properties and key in reference
+    ]
+    figure = Figure(figsize=(4.6 * max(len(panels), 1), 3.8), dpi=100)
+    for index, key in enumerate(panels):
+        axis = figure.add_subplot(1, len(panels), index + 1)
+        if key == 'eos_volumes_per_atom':
+            for values, style in ((reference, {'color': 'black', 'marker': 'o', 'ls': '-'}),
+                                  (properties, {'color': 'tab:red', 'marker': 's', 'ls': '--'})):  # fmt: skip
+                label = labels[1] if values is reference else labels[0]
+                axis.plot(
+                    values['eos_volumes_per_atom'], values['eos_energies_per_atom'], label=label, **style
+                )
+            axis.set_xlabel('volume per atom (Å³)')
+            axis.set_ylabel('E - E0 per atom (eV)')
+            axis.set_title('equation of state', fontsize=9)
+        else:
+            for values, color, ls in ((reference, 'black', '-'), (properties, 'tab:red', '--')):
+                bands = np.asarray(values['phonon_frequencies'])
+                lines = axis.plot(np.arange(len(bands)), bands, color=color, lw=1.0, ls=ls)
+                lines[0].set_label(labels[1] if values is reference else labels[0])
+            axis.set_xlabel('q-point along the path')
+            axis.set_ylabel('frequency (THz)')
+            axis.set_title('phonons', fontsize=9)
+        axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)

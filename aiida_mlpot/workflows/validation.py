@@ -32,13 +32,15 @@ from aiida.engine import ToContext, WorkChain, if_
 
 from aiida_mlpot.analysis.validation import check_tolerances
 from aiida_mlpot.calculations.functions.validation import (
+    compare_crystal,
     compare_md,
     compare_npt_density,
     compare_rerun,
     join_validation,
     sample_rerun_frames,
 )
-from aiida_mlpot.calculations.ports import check_options
+from aiida_mlpot.calculations.ports import check_options, define_potential_ports
+from aiida_mlpot.calculations.solids import SolidPropertiesCalculation
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.inputs.sampling import state_point_key
@@ -48,10 +50,12 @@ from aiida_mlpot.workflows.ml_md import MlMdWorkChain
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
 from aiida_mlpot.workflows.sampling import SamplingWorkChain
 
-__all__ = ('COMPARISON_KEYS', 'ValidationWorkChain', 'validation_runs')
+__all__ = ('COMPARISON_KEYS', 'CRYSTAL_EXCLUDED', 'ValidationWorkChain', 'validation_runs')
 
 #: Keys of the ``parameters`` input (numbers; ``tolerances`` overrides of analysis.validation.TOLERANCES).
 COMPARISON_KEYS = ('discard', 'n_bins', 'r_max', 'fit_start', 'fit_end', 'tolerances', 'rerun_frames')
+#: Inputs of SolidPropertiesCalculation that the work chain sets itself (the potential, or the teacher's).
+CRYSTAL_EXCLUDED = ('potential', 'classical', 'potential_files', 'lammps_code')
 
 
 def validation_runs(state_points: Sequence[Mapping]) -> dict[str, dict]:
@@ -92,20 +96,71 @@ def validate_parameters(node, _) -> str | None:
 
 
 def validate_inputs(value, _) -> str | None:
-    """Exactly one reference: a teacher's MD (``reference_md``) or trajectories for every run."""
-    has_md = bool(value.get('reference_md', {}).get('md_parameters'))
-    trajectories = value.get('reference_trajectories') or {}
-    if has_md == bool(trajectories):
-        return 'give exactly one reference: `reference_md` (a classical teacher) or `reference_trajectories`'
-    if trajectories and 'state_points' in value:
-        missing = sorted(set(validation_runs(value['state_points'].get_list())) - set(trajectories))
+    """The liquid part (``state_points``) needs ``structure``, ``ml_md`` and exactly one reference; the crystal part
+    (``crystal``) exactly one of ``crystal_reference.properties`` and ``crystal_reference.classical``."""
+    liquid, crystal = 'state_points' in value, bool(value.get('crystal', {}).get('structure'))
+    if not liquid and not crystal:
+        return 'give `state_points` (the liquid part), `crystal` (the crystal part), or both'
+    if liquid:
+        missing = [name for name in ('structure', 'parameters') if name not in value]
+        missing += [] if value.get('ml_md', {}).get('md', {}).get('code') else ['ml_md.md.code']
         if missing:
-            return f'`reference_trajectories.{missing[0]}`: missing (one trajectory per run is needed)'
+            return f'`{missing[0]}`: required with `state_points`'
+        has_md = bool(value.get('reference_md', {}).get('md_parameters'))
+        trajectories = value.get('reference_trajectories') or {}
+        if has_md == bool(trajectories):
+            return (
+                'give exactly one reference: `reference_md` (a classical teacher) or `reference_trajectories`'
+            )
+        if trajectories:
+            missing = sorted(set(validation_runs(value['state_points'].get_list())) - set(trajectories))
+            if missing:
+                return f'`reference_trajectories.{missing[0]}`: missing (one trajectory per run is needed)'
+    if crystal:
+        reference = value.get('crystal_reference') or {}
+        if ('properties' in reference) == ('classical' in reference):
+            return 'the crystal part needs exactly one of `crystal_reference.properties` and `.classical`'
+        if 'classical' in reference and 'lammps_code' not in reference:
+            return '`crystal_reference.classical` needs `crystal_reference.lammps_code`'
     return None
 
 
+def _expose_optional(spec, process, namespace: str, exclude: Sequence[str], help: str) -> None:
+    """Expose the inputs of ``process`` in an optional ``namespace`` without defaults (only what is given)."""
+    spec.expose_inputs(
+        process,
+        namespace=namespace,
+        exclude=tuple(exclude),
+        namespace_options={'required': False, 'populate_defaults': False, 'help': help},
+    )
+    spec.inputs[namespace].dynamic = False
+
+
+#: The single input ports: name -> (valid type, help, keyword arguments); all take plain values too.
+PORTS = {
+    'potential': (GapPotentialData, 'The potential to validate.', {'serializer': None, 'required': True}),
+    'structure': (orm.StructureData, 'The liquid part: the start of every MD run.', {'serializer': None}),
+    'state_points': (
+        orm.List,
+        'The liquid part: `{temperature_K}` (NVT at the volume of `structure`) or `{temperature_K, '
+        'pressure_bar}` (NVT and NPT).',
+        {'validator': validate_state_points},
+    ),
+    'parameters': (
+        orm.Dict,
+        f'Comparison settings: {", ".join(COMPARISON_KEYS)} (the tolerances apply to the crystal too).',
+        {'validator': validate_parameters},
+    ),
+    'reference_timestep_fs': (
+        orm.Float,
+        'MD time step of `reference_trajectories` whose frames have a `step` but no `time_fs`.',
+        {},
+    ),
+}
+
+
 class ValidationWorkChain(ProtocolMixin, WorkChain):
-    """Physical validation of a GAP against a reference (teacher MD or trajectories) by MD at state points."""
+    """Physical validation of a GAP against a reference: MD at state points (liquid) and crystal properties."""
 
     _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'validation.yaml'
 
@@ -113,39 +168,17 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec):
         """Define the process specification."""
         super().define(spec)
-        spec.input('potential', valid_type=GapPotentialData, help='The potential to validate.')
-        spec.input('structure', valid_type=orm.StructureData, help='The starting configuration of every run.')
-        spec.input(
-            'state_points',
-            valid_type=orm.List,
-            serializer=orm.to_aiida_type,
-            validator=validate_state_points,
-            help='`{temperature_K}` (NVT at the volume of `structure`) or `{temperature_K, pressure_bar}` (NVT '
-            'and NPT).',
-        )
-        spec.input(
-            'parameters',
-            valid_type=orm.Dict,
-            serializer=orm.to_aiida_type,
-            validator=validate_parameters,
-            help=f'Comparison settings: {", ".join(COMPARISON_KEYS)}.',
-        )
-        spec.expose_inputs(
-            MlMdWorkChain,
-            namespace='ml_md',
-            exclude=('md.structure', 'md.restart_from', 'md.restart_frame', 'md.potential'),
-            namespace_options={'help': "Inputs of the potential's MD runs (python code, MD settings)."},
-        )
-        spec.expose_inputs(
-            SamplingWorkChain,
-            namespace='reference_md',
-            exclude=('structure', 'state_points'),
-            namespace_options={
-                'required': False,
-                'populate_defaults': False,
-                'help': "The classical teacher's MD at the same state points (LAMMPS code, potential, settings).",
-            },
-        )
+        for name, (valid_type, help_text, options) in PORTS.items():
+            kwargs = {'serializer': orm.to_aiida_type, 'required': False, **options}
+            spec.input(name, valid_type=valid_type, help=help_text, **kwargs)
+        _expose_optional(
+            spec, MlMdWorkChain, 'ml_md', ('md.structure', 'md.restart_from', 'md.restart_frame', 'md.potential'),
+            "The liquid part: inputs of the potential's MD runs (python code, MD settings).",
+        )  # fmt: skip
+        _expose_optional(
+            spec, SamplingWorkChain, 'reference_md', ('structure', 'state_points'),
+            "The classical teacher's MD at the same state points (LAMMPS code, potential, settings).",
+        )  # fmt: skip
         spec.input_namespace(
             'reference_trajectories',
             valid_type=DatasetData,
@@ -153,25 +186,34 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
             required=False,
             help='Instead of `reference_md`: the reference frames of each run, keyed like `T1400_V1`, `T1400_P1`.',
         )
+        _expose_optional(
+            spec, LabellingWorkChain, 'rerun', ('structures', 'dataset'),
+            "The oracle that relabels a sample of the potential's MD frames (the rerun check).",
+        )  # fmt: skip
+        _expose_optional(
+            spec, SolidPropertiesCalculation, 'crystal', CRYSTAL_EXCLUDED,
+            'The crystal part: `structure` (cubic cell), `code` (python), `parameters` (engines.solids.SETTINGS).',
+        )  # fmt: skip
+        spec.inputs[
+            'crystal'
+        ].validator = None  # the calculation's own validator runs on each of the two launches
+        spec.input_namespace('crystal_reference', required=False, help='The crystal reference: one of these.')
         spec.input(
-            'reference_timestep_fs',
-            valid_type=orm.Float,
+            'crystal_reference.properties',
+            valid_type=orm.Dict,
             required=False,
-            serializer=orm.to_aiida_type,
-            help='MD time step of `reference_trajectories` whose frames have a `step` but no `time_fs`.',
+            help='Values the user supplies (keys of the `properties` of SolidPropertiesCalculation).',
         )
-        spec.expose_inputs(
-            LabellingWorkChain,
-            namespace='rerun',
-            exclude=('structures', 'dataset'),
-            namespace_options={
-                'required': False,
-                'populate_defaults': False,
-                'help': "The oracle that relabels a sample of the potential's MD frames (the rerun check).",
-            },
+        define_potential_ports(
+            spec, 'crystal_reference', 'classical', 'A LAMMPS teacher (computed like the GAP).'
         )
-        for namespace in ('ml_md', 'reference_md', 'rerun'):
-            spec.inputs[namespace].dynamic = False
+        spec.inputs['crystal_reference']['classical'].required = False
+        spec.input(
+            'crystal_reference.lammps_code',
+            valid_type=orm.InstalledCode,
+            required=False,
+            help='The LAMMPS executable of `classical` (on the computer of `crystal.code`).',
+        )
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -187,12 +229,20 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
         )
 
         spec.output(
-            'validation', valid_type=orm.Dict, help='Every figure and verdict, per state point and run.'
+            'validation',
+            valid_type=orm.Dict,
+            help='Every figure and verdict, per state point and run, crystal.',
         )
         spec.output('verdict', valid_type=orm.Str, help='The overall verdict: pass, fail or inconclusive.')
         spec.output_namespace('rdf_plots', valid_type=orm.SinglefileData, dynamic=True, help='RDF overlays.')
         spec.output(
             'rerun_labelled', valid_type=DatasetData, required=False, help='The relabelled ML-MD frames.'
+        )
+        spec.output(
+            'crystal_plot',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='E(V) and phonon bands of the potential over the reference (PNG).',
         )
         spec.exit_code(
             401, 'ERROR_SUB_PROCESS_FAILED_REFERENCE', message='the reference MD failed: {message}'
@@ -200,79 +250,117 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_ML_MD', message='the ML MD of {key} failed: {message}')
         spec.exit_code(403, 'ERROR_SUB_PROCESS_FAILED_RERUN', message='the rerun labelling failed: {message}')
         spec.exit_code(404, 'ERROR_COMPARISON_FAILED', message='the comparison {label} failed: {message}')
+        spec.exit_code(
+            405,
+            'ERROR_SUB_PROCESS_FAILED_CRYSTAL',
+            message='the crystal properties of the {which} failed: {message}',
+        )
 
     @classmethod
     def get_builder_from_protocol(
         cls,
         codes: Mapping[str, orm.AbstractCode],
-        structure: orm.StructureData,
+        structure: orm.StructureData | None = None,
         protocol: str | None = None,
         overrides: dict | None = None,
         options: dict | None = None,
         *,
         potential: GapPotentialData,
-        state_points: Sequence[Mapping],
+        state_points: Sequence[Mapping] | None = None,
         teacher: Mapping | orm.Dict | None = None,
         teacher_files: Mapping | None = None,
         reference_trajectories: Mapping[str, DatasetData] | None = None,
         rerun: bool = True,
+        crystal: orm.StructureData | None = None,
+        crystal_reference: Mapping | orm.Dict | None = None,
     ):
-        """Return a builder validating ``potential`` at ``state_points`` (``fast``, ``balanced``, ``stringent``).
+        """Return a builder validating ``potential`` (``fast``, ``balanced``, ``stringent``).
 
-        :param codes: ``python`` (ML MD) and ``lammps`` (the teacher's MD and the rerun labelling).
+        The liquid part runs with ``state_points`` (MD from ``structure``), the crystal part with ``crystal``;
+        give one or both.
+
+        :param codes: ``python`` (ML MD, crystal properties) and ``lammps`` (the teacher's MD, its crystal
+            properties, the rerun labelling).
         :param overrides: inputs keyed like the ports, merged over the protocol's; an unknown key is a
             ``ValueError`` naming it.
-        :param teacher: the classical potential dictionary of the reference (its MD and the rerun labels).
+        :param teacher: the classical potential dictionary of the reference (its MD, its crystal properties and
+            the rerun labels); ``teacher_files`` the ``SinglefileData`` it names, keyed like ``Au_u3_eam``.
         :param reference_trajectories: instead of the teacher's MD, the reference frames of each run.
         :param rerun: relabel a sample of the ML-MD frames with the teacher (needs ``teacher``).
+        :param crystal: the crystal (cubic cell for fcc and rock salt) whose properties are compared.
+        :param crystal_reference: the reference's crystal properties supplied as values (e.g. DFT or experiment,
+            keys of ``SolidPropertiesCalculation``'s ``properties``) instead of computing them with ``teacher``.
         """
-        if teacher is None and reference_trajectories is None:
-            raise ValueError('give `teacher` (its MD is the reference) or `reference_trajectories`')
-        if rerun and teacher is None:
+        liquid = state_points is not None
+        if not liquid and crystal is None:
+            raise ValueError('give `state_points` (the liquid part), `crystal` (the crystal part), or both')
+        if liquid and (structure is None or (teacher is None and reference_trajectories is None)):
+            raise ValueError('the liquid part needs `structure` and `teacher` or `reference_trajectories`')
+        if liquid and rerun and teacher is None:
             raise ValueError('the rerun check needs a `teacher`')
+        if crystal is not None and teacher is None and crystal_reference is None:
+            raise ValueError('the crystal part needs `teacher` or `crystal_reference`')
         check_options(options)
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        if options:
-            inputs = recursive_merge(inputs, {'ml_md': {'md': {'metadata': {'options': options}}}})
+        job = {'metadata': {'options': dict(options or {})}}
+        teacher = teacher if teacher is None or isinstance(teacher, orm.Dict) else orm.Dict(teacher)
+        files = dict(teacher_files or {})
         builder = cls.get_builder()
-        own = {key: inputs[key] for key in ('parameters',) if key in inputs}
-        populate_builder(builder, own)
         builder.potential = potential
-        builder.structure = structure
-        builder.state_points = orm.List([dict(point) for point in state_points])
-        populate_builder(builder.ml_md, inputs['ml_md'], cls.spec().inputs['ml_md'])
-        builder.ml_md.md.code = codes['python']
-        if reference_trajectories is None:
-            reference = inputs.get('reference_md', {})
-            if options:
-                reference = recursive_merge(reference, {'md': {'metadata': {'options': options}}})
-            populate_builder(builder.reference_md, reference, cls.spec().inputs['reference_md'])
-            builder.reference_md.md.code = codes['lammps']
-            builder.reference_md.potential = teacher if isinstance(teacher, orm.Dict) else orm.Dict(teacher)
-            if teacher_files:
-                builder.reference_md.potential_files = dict(teacher_files)
-        else:
-            builder.reference_trajectories = dict(reference_trajectories)
-        if rerun:
-            builder.rerun.classical.code = codes['lammps']
-            builder.rerun.classical.potential = (
-                teacher if isinstance(teacher, orm.Dict) else orm.Dict(teacher)
+        if 'parameters' in inputs:
+            populate_builder(builder, {'parameters': inputs['parameters']})
+        if liquid:
+            builder.structure = structure
+            builder.state_points = orm.List([dict(point) for point in state_points])
+            populate_builder(
+                builder.ml_md, recursive_merge(inputs['ml_md'], {'md': job}), cls.spec().inputs['ml_md']
             )
-            if teacher_files:
-                builder.rerun.classical.potential_files = dict(teacher_files)
-            if options:
-                builder.rerun.options = orm.Dict(dict(options))
+            builder.ml_md.md.code = codes['python']
+            if reference_trajectories is not None:
+                builder.reference_trajectories = dict(reference_trajectories)
+            else:
+                reference = recursive_merge(inputs.get('reference_md', {}), {'md': job})
+                populate_builder(builder.reference_md, reference, cls.spec().inputs['reference_md'])
+                builder.reference_md.md.code = codes['lammps']
+                builder.reference_md.potential = teacher
+                if files:
+                    builder.reference_md.potential_files = files
+            if rerun:
+                builder.rerun.classical.code = codes['lammps']
+                builder.rerun.classical.potential = teacher
+                if files:
+                    builder.rerun.classical.potential_files = files
+                if options:
+                    builder.rerun.options = orm.Dict(dict(options))
+        if crystal is not None:
+            populate_builder(
+                builder.crystal, recursive_merge(inputs['crystal'], job), cls.spec().inputs['crystal']
+            )
+            builder.crystal.code = codes['python']
+            builder.crystal.structure = crystal
+            if crystal_reference is not None:
+                builder.crystal_reference.properties = (
+                    crystal_reference
+                    if isinstance(crystal_reference, orm.Dict)
+                    else orm.Dict(crystal_reference)
+                )
+            else:
+                builder.crystal_reference.classical = teacher
+                builder.crystal_reference.lammps_code = codes['lammps']
+                if files:
+                    builder.crystal_reference.potential_files = files
         return builder
 
     def setup(self):
-        """The runs: NVT per state point, NPT where a pressure is given."""
-        self.ctx.runs = validation_runs(self.inputs.state_points.get_list())
-        self.ctx.parameters = self.inputs.parameters.get_dict()
+        """The runs: NVT per state point, NPT where a pressure is given (none without ``state_points``)."""
+        points = self.inputs.state_points.get_list() if 'state_points' in self.inputs else []
+        self.ctx.runs = validation_runs(points)
+        self.ctx.parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
         self.ctx.comparisons = {}
 
     def run_md(self):
-        """Submit the potential's MD runs and, with a teacher, its MD at the same state points (concurrently)."""
-        base = self.exposed_inputs(MlMdWorkChain, 'ml_md')
+        """Submit the potential's MD runs, the teacher's MD at the same state points and the crystal calculations."""
+        base = self.exposed_inputs(MlMdWorkChain, 'ml_md') if self.ctx.runs else {}
         processes = {}
         for key, point in self.ctx.runs.items():
             inputs = AttributeDict(base)
@@ -289,17 +377,42 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
             inputs.md.structure = self.inputs.structure
             inputs.metadata = {'call_link_label': f'ml_md_{key}'}
             processes[f'ml_md_{key}'] = self.submit(MlMdWorkChain, **inputs)
-        if 'reference_trajectories' not in self.inputs or not self.inputs.reference_trajectories:
+        if self.ctx.runs and not self.inputs.get('reference_trajectories'):
             inputs = AttributeDict(self.exposed_inputs(SamplingWorkChain, 'reference_md'))
             inputs.structure = self.inputs.structure
             inputs.state_points = orm.List(list(self.ctx.runs.values()))
             inputs.metadata = {'call_link_label': 'reference_md'}
             processes['reference_md'] = self.submit(SamplingWorkChain, **inputs)
-        self.report(f'submitted the MD of {", ".join(self.ctx.runs)} ({len(processes)} processes)')
+        if self.inputs.get('crystal'):
+            crystal = self.exposed_inputs(SolidPropertiesCalculation, 'crystal')
+            reference = self.inputs.get('crystal_reference', {})
+            sides = {'crystal_ml': {'potential': self.inputs.potential}}
+            if 'classical' in reference:
+                sides['crystal_reference'] = {
+                    'classical': reference['classical'],
+                    'lammps_code': reference['lammps_code'],
+                    'potential_files': dict(reference.get('potential_files', {})),
+                }
+            for label, extra in sides.items():
+                metadata = {**crystal.get('metadata', {}), 'call_link_label': label}
+                processes[label] = self.submit(
+                    SolidPropertiesCalculation, **{**crystal, **extra, 'metadata': metadata}
+                )
+        self.report(f'submitted {", ".join(sorted(processes))}')
         return ToContext(**processes)
 
     def inspect_md(self):
-        """Collect the trajectories; an unstable ML MD is a failed check, any other failure ends the work chain."""
+        """Collect the trajectories and the crystal properties; an unstable ML MD is a failed check, any other
+        failure ends the work chain."""
+        for label, which in (('crystal_ml', 'potential'), ('crystal_reference', 'reference')):
+            node = self.ctx.get(label)
+            if node is not None and not node.is_finished_ok:
+                return self.exit_codes.ERROR_SUB_PROCESS_FAILED_CRYSTAL.format(
+                    which=which, message=_failure(node)
+                )
+        if not self.ctx.runs:
+            self.ctx.trajectories = {}
+            return None
         if 'reference_md' in self.ctx:
             node = self.ctx.reference_md
             failed = (
@@ -407,6 +520,33 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
             if 'rdf_plot' in node.outputs:
                 self.out(f'rdf_plots.{key}', node.outputs.rdf_plot)
             self.ctx.comparisons[f'{key}__{check}'] = node.outputs[name]
+        return self.compare_crystal_properties()
+
+    def compare_crystal_properties(self):
+        """Compare the potential's crystal properties with the reference's (calcfunction), if asked."""
+        if 'crystal_ml' not in self.ctx:
+            return None
+        reference = self.inputs.crystal_reference
+        if 'properties' in reference:
+            reference_properties = reference['properties']
+        else:
+            reference_properties = self.ctx.crystal_reference.outputs.properties
+        settings = {'title': f'crystal: {self.inputs.potential.label or "ML"} vs reference'}
+        if self.ctx.parameters.get('tolerances'):
+            settings['tolerances'] = self.ctx.parameters['tolerances']
+        outputs, node = compare_crystal.run_get_node(
+            self.ctx.crystal_ml.outputs.properties,
+            reference_properties,
+            orm.Dict(settings),
+            metadata={'call_link_label': 'compare_crystal'},
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_COMPARISON_FAILED.format(
+                label='compare_crystal', message=_failure(node)
+            )
+        if 'plot' in outputs:
+            self.out('crystal_plot', outputs['plot'])
+        self.ctx.comparisons['crystal__solid'] = outputs['comparison']
         return None
 
     def results(self):

@@ -23,8 +23,10 @@ from aiida_mlpot.analysis.validation import (
     check_tolerances,
     compare_density,
     compare_diffusion,
+    compare_solid,
     compare_structure,
     overall_verdict,
+    solid_comparison_plot,
 )
 from aiida_mlpot.calculations.functions.exit_codes import calcfunction_exit
 from aiida_mlpot.common.keys import config_index, config_key
@@ -34,6 +36,7 @@ from aiida_mlpot.data.dataset import DatasetData
 __all__ = (
     'EXIT_CODES',
     'MD_PARAMETERS',
+    'compare_crystal',
     'compare_md',
     'compare_npt_density',
     'compare_rerun',
@@ -282,6 +285,42 @@ def compare_rerun(sample: DatasetData, labelled: DatasetData) -> orm.Dict:
     )
 
 
+@calcfunction
+def compare_crystal(properties: orm.Dict, reference: orm.Dict, parameters: orm.Dict | None = None):
+    """Compare the potential's crystal properties with the reference's, with a verdict per property.
+
+    :param properties: the ``properties`` of a ``SolidPropertiesCalculation`` with the potential.
+    :param reference: the same of the reference (a teacher's calculation), or values the user supplies with the
+        same keys (``lattice_constant``, ``bulk_modulus_gpa``, ``C11``, ``C12``, ``C44``,
+        ``surface_energies_j_m2``, ``vacancy_energy``, ``phonon_frequencies``); only the properties present on
+        both sides are judged.
+    :param parameters: ``{'tolerances': overrides of TOLERANCES, 'title': of the plot}``.
+    :returns: ``comparison`` (Dict of :func:`~aiida_mlpot.analysis.validation.compare_solid`) and, when both sides
+        have an equation of state or phonons, ``plot`` (PNG: E(V) and phonon bands overlaid).
+    """
+    values = parameters.get_dict() if parameters is not None else {}
+    unknown = sorted(set(values) - {'tolerances', 'title'})
+    message = f'unknown key `{unknown[0]}`; known: tolerances, title' if unknown else None
+    message = message or check_tolerances(values.get('tolerances') or {})
+    if message:
+        return calcfunction_exit(EXIT_CODES, 'ERROR_INVALID_PARAMETERS', message=message)
+    ours, theirs = properties.get_dict(), reference.get_dict()
+    try:
+        comparison = compare_solid(ours, theirs, tolerances=values.get('tolerances'))
+    except ValueError as exception:
+        return calcfunction_exit(EXIT_CODES, 'ERROR_COMPARISON_FAILED', message=str(exception))
+    if len(comparison) == 1:  # only the overall verdict: nothing was compared
+        return calcfunction_exit(
+            EXIT_CODES, 'ERROR_COMPARISON_FAILED', message='no property is present on both sides'
+        )
+    outputs = {'comparison': orm.Dict(comparison)}
+    if any(key in ours and key in theirs for key in ('eos_volumes_per_atom', 'phonon_frequencies')):
+        with tempfile.NamedTemporaryFile(suffix='.png') as handle:
+            solid_comparison_plot(ours, theirs, handle.name, title=values.get('title'))
+            outputs['plot'] = orm.SinglefileData(io.BytesIO(handle.read()), filename='crystal.png')
+    return outputs
+
+
 def _nest(flat: Mapping[str, orm.Dict]) -> dict:
     result: dict = {}
     for key, node in flat.items():
@@ -295,14 +334,17 @@ def join_validation(**comparisons: orm.Dict):
     """Join every comparison into one Dict of all figures and verdicts, and the overall verdict.
 
     :param comparisons: Dicts keyed ``<state point>__<check>`` (``T1400_V1__md``, ``T1400_P1__density``,
-        ``T1400_V1__stability``, ...) and ``rerun__errors``.
-    :returns: ``validation`` (``{state point: {check: ...}}``, ``rerun``, ``verdict``) and ``verdict`` (Str:
-        pass, fail or inconclusive; the rerun figures carry no verdict).
+        ``T1400_V1__stability``, ...), ``rerun__errors`` and ``crystal__solid`` (of :func:`compare_crystal`).
+    :returns: ``validation`` (``{'state_points': {state point: {check: ...}}, 'rerun', 'crystal', 'verdict'}``)
+        and ``verdict`` (Str: pass, fail or inconclusive; the rerun figures carry no verdict).
     """
     nested = _nest(comparisons)
     rerun = nested.pop('rerun', {}).get('errors')
-    verdict = overall_verdict(nested)
+    crystal = nested.pop('crystal', {}).get('solid')
+    verdict = overall_verdict({'state_points': nested, 'crystal': crystal})
     result = {'state_points': nested, 'verdict': verdict}
     if rerun is not None:
         result['rerun'] = rerun
+    if crystal is not None:
+        result['crystal'] = crystal
     return {'validation': orm.Dict(result), 'verdict': orm.Str(verdict)}

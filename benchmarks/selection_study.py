@@ -697,34 +697,42 @@ def run_system(args) -> None:
     options = {
         'al_initial': max(budgets[0] // 2, 4),
         'al_per_iteration': 6,
-        'al_max_iterations': 8,
+        'al_max_iterations': args.al_iterations,
         'audit_force_rmse': args.audit_force_rmse,
     }
-    # priority order: seed-major, so that a cut run still holds complete sets of seeds
-    for seed in seeds:
-        if 'active' in methods:
+    # the cells in order: --cells method:budget:seed (active:seed) as given, else seed-major over the grid,
+    # so that a run cut short still holds complete sets
+    if args.cells:
+        cells = [tuple(int(x) if x.isdigit() else x for x in cell.split(':')) for cell in args.cells]
+    else:
+        cells = []
+        for seed in seeds:
+            if 'active' in methods:
+                cells.append(('active', seed))
+            for budget in budgets:
+                for method in methods:
+                    if method != 'active' and not (method == 'temporal' and seed != seeds[0]):
+                        cells.append((method, budget, seed))  # temporal is deterministic: one seed
+    for cell in cells:
+        tick = time.perf_counter()
+        if cell[0] == 'active':
+            seed = cell[1]
             records = run_active(
                 name, system, data, seed, workdir, parameters, md_steps, budgets, args.npt, options
             )
             final = records[-1]
-            print(
-                f'[{name}] active s{seed}: {final["labels"]} labels, audit {final.get("audit")}', flush=True
-            )
-        for budget in budgets:
-            for method in methods:
-                if method == 'active':
-                    continue
-                if method == 'temporal' and seed != seeds[0]:
-                    continue  # deterministic: one seed is the whole answer
-                tick = time.perf_counter()
-                record = run_passive(
-                    name, system, data, method, budget, seed, workdir, parameters, md_steps, args.npt
-                )
-                audit = record.get('audit') or {}
-                print(f'[{name}] {method:>22s} n={budget:<3d} s{seed}: test F-RMSE '
-                      f'{record["test"]["force_rmse"]:.3f}, audit F-RMSE {audit.get("force_rmse")}, '
-                      f'stable {record["stability"]["steps"]}/{md_steps} ({time.perf_counter() - tick:.0f} s)',
-                      flush=True)  # fmt: skip
+            print(f'[{name}] active s{seed}: {final["labels"]} labels, audit {final.get("audit")} '
+                  f'({time.perf_counter() - tick:.0f} s)', flush=True)  # fmt: skip
+            continue
+        method, budget, seed = cell
+        record = run_passive(
+            name, system, data, method, budget, seed, workdir, parameters, md_steps, args.npt
+        )
+        audit = record.get('audit') or {}
+        print(f'[{name}] {method:>22s} n={budget:<3d} s{seed}: test F-RMSE '
+              f'{record["test"]["force_rmse"]:.3f}, audit F-RMSE {audit.get("force_rmse")}, '
+              f'stable {record["stability"]["steps"]}/{md_steps} ({time.perf_counter() - tick:.0f} s)',
+              flush=True)  # fmt: skip
     if args.peer:
         for method in args.peer_methods:
             peer = copy.deepcopy(AUTOPLEX_GAP)
@@ -755,6 +763,44 @@ def run_system(args) -> None:
     print(f'[{name}] done in {time.perf_counter() - started:.0f} s', flush=True)
 
 
+def _eam_calculator(workdir: pathlib.Path):
+    from ase.calculators.lammpsrun import LAMMPS
+
+    os.environ.setdefault('ASE_LAMMPSRUN_COMMAND', LMP)
+    return LAMMPS(pair_style='eam', pair_coeff=[f'* * {EAM_GOLD}'], files=[EAM_GOLD], specorder=['Au'],
+                  tmp_dir=str(workdir))  # fmt: skip
+
+
+def crystal_properties(calculator) -> dict:
+    """fcc gold: lattice constant, bulk modulus (E(V)) and C11, C12, C44 (clamped ions: fcc has none to relax)."""
+    from aiida_mlpot.analysis.solids import elastic_constants, equation_of_state
+
+    eos = equation_of_state(bulk('Au', 'fcc', a=4.08, cubic=True), calculator)
+    a0 = eos['cell_lengths'][0]
+    elastic = elastic_constants(bulk('Au', 'fcc', a=a0, cubic=True), calculator, relax_positions=False)
+    return {'a0': a0, 'B_gpa': eos['bulk_modulus_gpa'], **{k: elastic[k] for k in ('C11', 'C12', 'C44')}}
+
+
+def run_solids(args) -> None:
+    """Crystal properties of every gold GAP of the study (trained on the liquid) against the EAM teacher's."""
+    workdir = pathlib.Path(args.workdir) / args.system
+    reference_file = workdir / 'crystal_reference.json'
+    if not reference_file.exists():
+        reference = crystal_properties(_eam_calculator(workdir / 'eam_tmp'))
+        reference_file.write_text(json.dumps(reference))
+    print('EAM teacher:', reference_file.read_text(), flush=True)
+    for fit in sorted(workdir.glob('*/fit*/fit.json')):
+        target = fit.parent / 'crystal.json'
+        if target.exists():
+            continue
+        try:
+            result = crystal_properties(_calculator(json.loads(fit.read_text())))
+        except (ValueError, RuntimeError) as exception:  # e.g. no minimum inside the scanned volumes
+            result = {'error': str(exception)}
+        target.write_text(json.dumps(result))
+        print(fit.parent.parent.name, fit.parent.name, result, flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', required=True)
@@ -774,13 +820,20 @@ def main(argv=None) -> None:
     run.add_argument(
         '--peer-md-steps', type=int, help='cap of the peer row audit ML MD (default: as the others)'
     )
+    run.add_argument('--al-iterations', type=int, default=3, help='active learning: most explorations')
+    run.add_argument('--cells', nargs='+', help='explicit order: method:budget:seed or active:seed')
     run.add_argument('--quick', action='store_true', help='budgets 8/16, short teacher and ML MD: minutes')
+    solids = sub.add_parser('solids', help='gold: crystal properties of every GAP against the EAM teacher')
+    solids.add_argument('--system', default='au_liquid')
+    solids.add_argument('--workdir', default='/tmp/study')
     report = sub.add_parser('report', help='table and plots from the cached results')
     report.add_argument('--workdir', default='/tmp/study')
     report.add_argument('--out', default='docs/study')
     args = parser.parse_args(argv)
     if args.command == 'run':
         run_system(args)
+    elif args.command == 'solids':
+        run_solids(args)
     else:
         from study_report import write_report  # benchmarks/study_report.py
 

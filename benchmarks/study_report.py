@@ -23,7 +23,9 @@ def load(workdir: pathlib.Path) -> dict[str, list[dict]]:
     systems = defaultdict(list)
     for system_dir in sorted(p for p in workdir.iterdir() if p.is_dir()):
         for path in sorted(system_dir.glob('*/record.json')):
-            systems[system_dir.name].append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
+            _attach_crystal(record, path.parent / 'fit' / 'crystal.json')
+            systems[system_dir.name].append(record)
         for base in sorted(system_dir.glob('fast_active_s*')):
             path = base / 'records.json'
             if not path.exists():
@@ -32,8 +34,42 @@ def load(workdir: pathlib.Path) -> dict[str, list[dict]]:
                 records = json.loads(path.read_text())
                 for record in records:
                     record['final'] = record is records[-1] and (base / 'records.json').exists()
+                    _attach_crystal(record, base / f'fit_{record["iteration"]:02d}' / 'crystal.json')
                 systems[system_dir.name].extend(records)
     return dict(systems)
+
+
+def _attach_crystal(record: dict, path: pathlib.Path) -> None:
+    if path.exists():
+        record['crystal'] = json.loads(path.read_text())
+
+
+CRYSTAL = ('a0', 'B_gpa', 'C11', 'C12', 'C44')
+
+
+def crystal_table(records: list[dict], reference_file: pathlib.Path) -> str:
+    rows = [r for r in records if r.get('crystal') and r.get('protocol') == 'fast']
+    if not rows or not reference_file.exists():
+        return ''
+    reference = json.loads(reference_file.read_text())
+    lines = [
+        '| method | labels | seeds | a0 Å | B GPa | C11 GPa | C12 GPa | C44 GPa |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    lines.append('| EAM teacher | | | ' + ' | '.join(f'{reference[k]:.3f}' if k == 'a0' else f'{reference[k]:.0f}'
+                                                   for k in CRYSTAL) + ' |')  # fmt: skip
+    groups = defaultdict(list)
+    for record in rows:
+        if record['method'] == 'active' and not record.get('final'):
+            continue
+        groups[(record['method'], record['labels'] if record['method'] != 'active' else None)].append(record)
+    for (method, labels), group in sorted(groups.items(), key=lambda i: (ORDER.index(i[0][0]), i[0][1] or 0)):
+        shown = str(labels) if labels is not None else _fmt([r['labels'] for r in group], 0)
+        cells = [method, shown, ','.join(str(r['seed']) for r in group)]
+        for key in CRYSTAL:
+            cells.append(_fmt([r['crystal'].get(key) for r in group], 3 if key == 'a0' else 0))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
 def _get(record: dict, *keys):
@@ -101,7 +137,7 @@ COLUMNS = (
 
 
 def markdown_table(records: list[dict]) -> str:
-    header = ['method', 'labels', 'seeds', *(c[0] for c in COLUMNS), 'stable steps', '|Δg| pair', 'artefact',
+    header = ['method', 'labels', 'seeds', *(c[0] for c in COLUMNS), 'stable steps', 'Δg score (like pair)', 'short-range artefact',
               'fit CPU s']  # fmt: skip
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for (method, labels), group in table_rows(records):
@@ -292,6 +328,10 @@ def write_report(workdir: pathlib.Path, out: pathlib.Path) -> None:
                 peer,
                 '',
             ]
+        crystal = crystal_table(records, workdir / system / 'crystal_reference.json')
+        if crystal:
+            section += ['fcc gold crystal properties of the GAPs trained on the liquid (clamped-ion elastic constants):',
+                        '', crystal, '']  # fmt: skip
         npt = npt_table(records)
         if npt:
             section += ['NPT density (1 bar) against the teacher:', '', npt, '']

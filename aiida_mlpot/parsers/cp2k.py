@@ -13,7 +13,9 @@ calculation's outputs) passes them on unchanged.
 
 Exit codes (those declared by ``Cp2kCalculation``): ``ERROR_OUTPUT_MISSING`` (210), ``ERROR_OUTPUT_READ``
 (301), ``ERROR_OUTPUT_PARSE`` (302: no energy or forces), ``ERROR_OUTPUT_INCOMPLETE`` (303),
-``ERROR_OUTPUT_CONTAINS_ABORT`` (304), ``ERROR_OUT_OF_WALLTIME`` (400) and ``ERROR_SCF_NOT_CONVERGED`` (450).
+``ERROR_OUTPUT_CONTAINS_ABORT`` (304), ``ERROR_OUT_OF_WALLTIME`` (400) and ``ERROR_SCF_NOT_CONVERGED`` (450);
+and one of the package's own, 305 ``ERROR_EXECUTABLE_NOT_RUNNABLE`` (the shell could not start the CP2K
+executable: :mod:`aiida_mlpot.parsers.executable`), checked first.
 Debian's CP2K exits 0 with only a warning when the SCF did not converge; this parser turns that into 450,
 which ``Cp2kLabelWorkChain`` (``mlpot.cp2k.label``) handles with the robust settings. ``output_parameters`` is
 attached whenever the output could be read, also on failure, so the reason is inspectable.
@@ -26,6 +28,7 @@ from aiida.common import exceptions
 from aiida.parsers import Parser
 
 from aiida_mlpot.inputs.cp2k import FORCES_FILE, STRESS_FILE
+from aiida_mlpot.parsers.executable import executable_failure
 from aiida_mlpot.parsers.parse_raw.cp2k import parse_cp2k_single_point
 
 
@@ -39,8 +42,11 @@ class Cp2kLabelParser(Parser):
         except exceptions.NotExistent:
             return self.exit_codes.ERROR_NO_RETRIEVED_FOLDER
 
-        names = retrieved.base.repository.list_object_names()
         output_filename = self.node.base.attributes.get('output_filename', 'aiida.out')
+        failure = executable_failure(self, [output_filename])
+        if failure:
+            return failure
+        names = retrieved.base.repository.list_object_names()
         if output_filename not in names:
             return self.exit_codes.ERROR_OUTPUT_MISSING
         try:

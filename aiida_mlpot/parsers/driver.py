@@ -11,6 +11,8 @@ import json
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from aiida_mlpot.parsers.executable import executable_failure
+
 __all__ = ('DriverParser',)
 
 
@@ -26,12 +28,16 @@ class DriverParser(Parser):
     def read_summary(self) -> tuple[dict | None, ExitCode | None]:
         """Return the driver's summary (a dict with an ``outcome``) or the exit code of why there is none.
 
+        ``ERROR_EXECUTABLE_NOT_RUNNABLE`` if the python executable could not be started,
         ``ERROR_OUTPUT_SUMMARY_MISSING`` with the last line of the driver's stderr, or
         ``ERROR_OUTPUT_SUMMARY_INVALID`` with the reading error.
         """
         calc = self.node.process_class
         content = self.read(calc.FILENAME_SUMMARY)
         if content is None:
+            failure = executable_failure(self, [calc.FILENAME_STDERR])
+            if failure:
+                return None, failure
             stderr = (self.read(calc.FILENAME_STDERR) or '').strip().splitlines()
             detail = stderr[-1] if stderr else 'the driver did not run or was killed'
             return None, self.exit_codes.ERROR_OUTPUT_SUMMARY_MISSING.format(detail=detail)

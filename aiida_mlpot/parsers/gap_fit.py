@@ -12,6 +12,7 @@ from aiida.parsers import Parser
 from aiida_mlpot.calculations.gap_fit import GapFitCalculation
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.inputs.gap_fit import dataset_stats, estimate_memory
+from aiida_mlpot.parsers.executable import executable_failure
 from aiida_mlpot.parsers.parse_raw.gap_fit import parse_gap_fit_log, parse_gap_xml_coordinates
 
 __all__ = ('GapFitParser',)
@@ -23,7 +24,8 @@ EXIT_STATUS_SIGKILL = 137
 class GapFitParser(Parser):
     """Parse the gap_fit log and XML.
 
-    Failure classification, in order: a memory error in the log, a SIGKILL, or an unfinished run under a
+    Failure classification, in order: an executable the shell could not start -> ``ERROR_EXECUTABLE_NOT_RUNNABLE``;
+    a memory error in the log, a SIGKILL, or an unfinished run under a
     ``memory_limit_mb`` (gap_fit exits with status 1 and no message when an allocation hits the rlimit)
     -> ``ERROR_OUT_OF_MEMORY``; a scheduler walltime -> ``ERROR_OUT_OF_WALLTIME``; ``SYSTEM ABORT`` ->
     ``ERROR_GAP_FIT_ABORTED``; any other unfinished run -> ``ERROR_GAP_FIT_CRASHED``.
@@ -33,6 +35,9 @@ class GapFitParser(Parser):
         retrieved = self.retrieved
         names = retrieved.base.repository.list_object_names()
         log_name = GapFitCalculation.FILENAME_LOG
+        failure = executable_failure(self, [log_name])
+        if failure:
+            return failure
         if log_name not in names:
             return self.exit_codes.ERROR_OUTPUT_LOG_MISSING.format(filename=log_name)
         log = parse_gap_fit_log(retrieved.base.repository.get_object_content(log_name, mode='r'))

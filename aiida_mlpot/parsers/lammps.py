@@ -13,6 +13,7 @@ from ase.calculators.lammps import Prism
 from aiida_mlpot.common.units import pressure_bar_to_virial
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.extxyz import md_source
+from aiida_mlpot.parsers.executable import executable_failure
 from aiida_mlpot.parsers.parse_raw.lammps import (
     parse_columns_file,
     parse_dump,
@@ -41,6 +42,9 @@ class _LammpsMlpotParser(Parser):
     def _parse_log(self) -> ExitCode | None:
         calc_class = self.node.process_class
         filename = self.node.get_option('output_filename') or calc_class.FILENAME_OUTPUT
+        failure = executable_failure(self, [filename])
+        if failure:
+            return failure
         names = self.retrieved.base.repository.list_object_names()
         if filename not in names:
             return self.exit_codes.ERROR_OUTFILE_MISSING
@@ -61,8 +65,12 @@ class _LammpsMlpotParser(Parser):
             return None, missing_code.format(filename=filename)
         return self.retrieved.base.repository.get_object_content(filename, mode='r'), None
 
-    def _dump_and_table(self, table_filename: str, columns: tuple[str, ...]):
-        """Return ``(frames, table, exit_code)`` of the retrieved dump and table files."""
+    def _read_outputs(self, table_filename: str, columns: tuple[str, ...]):
+        """Parse the log (:meth:`_parse_log`), then return ``(frames, table, exit_code)`` of the retrieved dump
+        and table files."""
+        exit_code = self._parse_log()
+        if exit_code:
+            return None, None, exit_code
         calc_class = self.node.process_class
         dump_text, exit_code = self._read(calc_class.FILENAME_DUMP, self.exit_codes.ERROR_DUMP_MISSING)
         if exit_code:
@@ -130,11 +138,8 @@ class LammpsMdParser(_LammpsMlpotParser):
 
     def parse(self, **kwargs):
         """Parse the retrieved files of a :class:`~aiida_mlpot.calculations.lammps.LammpsMdCalculation`."""
-        exit_code = self._parse_log()
-        if exit_code:
-            return exit_code
         calc_class = self.node.process_class
-        dumps, table, exit_code = self._dump_and_table(calc_class.FILENAME_THERMO, THERMO_COLUMNS)
+        dumps, table, exit_code = self._read_outputs(calc_class.FILENAME_THERMO, THERMO_COLUMNS)
         if exit_code:
             return exit_code
 
@@ -215,11 +220,8 @@ class LammpsRerunParser(_LammpsMlpotParser):
 
     def parse(self, **kwargs):
         """Parse the retrieved files of a :class:`~aiida_mlpot.calculations.lammps.LammpsRerunCalculation`."""
-        exit_code = self._parse_log()
-        if exit_code:
-            return exit_code
         calc_class = self.node.process_class
-        dumps, table, exit_code = self._dump_and_table(calc_class.FILENAME_LABELS, LABEL_COLUMNS)
+        dumps, table, exit_code = self._read_outputs(calc_class.FILENAME_LABELS, LABEL_COLUMNS)
         if exit_code:
             return exit_code
 

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Sequence
 
 from ase.data import atomic_masses, atomic_numbers
 
+from aiida_mlpot.potentials.lammps_styles import unknown_pair_style
+
 __all__ = (
     'is_coulombic',
     'mass_lines',
@@ -78,6 +80,22 @@ def _is_element(token: str) -> bool:
     return token in atomic_numbers and token != 'X'
 
 
+def _unknown_styles(pair_style: str, lines: list[str]) -> str | None:
+    """Return an error naming a pair style that LAMMPS does not have: the ``pair_style`` itself, or under a
+    ``hybrid`` style the sub-style that a ``pair_coeff`` line names (its third word)."""
+    style = pair_style.split()[0]
+    message = unknown_pair_style(style)
+    if message:
+        return f'pair_style: {message}'
+    if style.startswith('hybrid'):
+        for line in lines:
+            tokens = line.split()
+            message = unknown_pair_style(tokens[2]) if len(tokens) > 2 else None
+            if message:
+                return f'pair_coeff line {line!r}: {message}'
+    return None
+
+
 def validate_potential(potential: dict, species: Sequence[str] | None = None) -> str | None:
     """Validate a classical-potential dictionary, optionally against the species of a structure.
 
@@ -107,6 +125,9 @@ def validate_potential(potential: dict, species: Sequence[str] | None = None) ->
         for token in tokens[:2]:
             if token != '*' and not _is_element(token):
                 return f'pair_coeff line {line!r}: {token!r} is neither an element symbol nor *'
+    message = _unknown_styles(pair_style, lines)
+    if message:
+        return message
 
     kspace = potential.get('kspace_style')
     if kspace is not None:

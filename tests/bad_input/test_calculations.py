@@ -68,6 +68,12 @@ def _edit(base: dict, path: str, value) -> dict:
     return result
 
 
+def _hybrid(potential: dict, substyle: str) -> dict:
+    """``potential`` under ``hybrid/overlay``, its pair_coeff lines naming ``substyle``."""
+    lines = [' '.join([*line.split()[:2], substyle, *line.split()[2:]]) for line in potential['pair_coeff']]
+    return {**potential, 'pair_style': f'hybrid/overlay {potential["pair_style"]} zero', 'pair_coeff': lines}
+
+
 # --- LammpsMdCalculation ------------------------------------------------------------------------------------
 def lammps_md(m, parameters=None, atoms=None, potential=None, **extra) -> dict:
     return {
@@ -202,6 +208,16 @@ LAMMPS_MD_CASES = [
             },
         ),
         'Cl.*Na.*more than once',
+    ),
+    (
+        'unknown pair style (a typo)',
+        lambda m: lammps_md(m, potential={**m.potential, 'pair_style': 'born/coul/lnog 9.0'}),
+        '`born/coul/lnog` is not a LAMMPS pair style; did you mean born/coul/long',
+    ),
+    (
+        'unknown sub-style of a hybrid style',
+        lambda m: lammps_md(m, potential=_hybrid(m.potential, 'bron/coul/long')),
+        '`bron/coul/long` is not a LAMMPS pair style',
     ),
     (
         'negative cutoff in pair_style',

@@ -19,6 +19,7 @@ __all__ = (
     'define_potential_ports',
     'define_structures_port',
     'executable_message',
+    'load_code_by_label',
     'missing_code_message',
     'required_files_message',
     'validate_keys_are_labels',
@@ -78,6 +79,44 @@ def executable_message(code, port: str = 'code') -> str | None:
             'fix the code (verdi code show / aiida-mlpot setup)'
         )
     return None
+
+
+def load_code_by_label(identifier: str):
+    """Return the code ``identifier`` (a label, ``label@computer``, a pk or a UUID), as ``orm.load_code`` does,
+    but say clearly when a label is ambiguous.
+
+    After ``verdi archive import`` of a run, the profile can hold two codes with the same label on computers of
+    the same label (the imported ones and those ``aiida-mlpot setup`` registered): aiida-core then raises a bare
+    ``MultipleObjectsError``. Here the error lists every match (pk, UUID, executable, creation time and user) and
+    says how to choose: by pk or UUID, or by relabelling one of them.
+
+    :raises ValueError: no code or several codes match (the message says which and what to do).
+    """
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    try:
+        return orm.load_code(identifier)
+    except NotExistent as exception:
+        raise ValueError(
+            f'no code `{identifier}`: {exception} (`verdi code list`; `aiida-mlpot setup`)'
+        ) from None
+    except MultipleObjectsError:
+        pass
+    label, _, computer = str(identifier).partition('@')
+    builder = orm.QueryBuilder().append(orm.AbstractCode, tag='code', filters={'label': label}, project='*')
+    if computer:
+        builder.append(orm.Computer, filters={'label': computer}, with_node='code')
+    lines = [
+        f'  pk {code.pk}  uuid {code.uuid}  {code.get_executable()}  created {code.ctime:%Y-%m-%d %H:%M} by '
+        f'{code.user.email}'
+        for (code,) in sorted(builder.all(), key=lambda row: row[0].pk)
+    ]
+    message = (
+        f'{len(lines)} codes are labelled `{identifier}` (after `verdi archive import` of a run, the imported codes '
+        'keep their labels):\n' + '\n'.join(lines) + '\ngive the code by pk or UUID instead of its label, or '
+        f'relabel one of them (`verdi code relabel <pk> {label}-imported`)'
+    )
+    raise ValueError(message)
 
 
 def missing_code_message(inputs, program: str, port: str = 'code') -> str | None:

@@ -6,8 +6,22 @@ import pathlib
 
 import click
 from aiida.cmdline.groups import VerdiCommandGroup
-from aiida.cmdline.params import arguments
+from aiida.cmdline.params import arguments, types
 from aiida.cmdline.utils import decorators, echo
+
+
+def list_options(command):
+    """Add the options of a ``list`` command: ``--past-days`` and ``--limit``."""
+    command = click.option('-l', '--limit', type=int, default=None, help='At most this many nodes.')(command)
+    return click.option(
+        '-p', '--past-days', type=int, default=None, help='Only nodes created in the past N days.'
+    )(command)
+
+
+def node_argument(entry_point: str):
+    """Return the ``DATUM`` argument restricted to the data plugin ``entry_point``: a node of another type (or a
+    missing one) is a usage error naming it, not a traceback."""
+    return arguments.DATUM(type=types.DataParamType(sub_classes=(f'aiida.data:{entry_point}',)))
 
 
 def _list_nodes(
@@ -76,8 +90,7 @@ def dataset():
 
 
 @dataset.command('list')
-@click.option('-p', '--past-days', type=int, default=None, help='Only nodes created in the past N days.')
-@click.option('-l', '--limit', type=int, default=None, help='At most this many nodes.')
+@list_options
 @click.option(
     '-L', '--label', default=None, help="Only datasets whose label matches (SQL LIKE: 'audit%', 'train')."
 )
@@ -98,7 +111,7 @@ def dataset_list(past_days, limit, label):
 
 
 @dataset.command('show')
-@arguments.DATUM()
+@node_argument('mlpot.dataset')
 @click.option('-n', '--frames', type=int, default=3, show_default=True, help='Per-frame lines to print.')
 @decorators.with_dbenv()
 def dataset_show(datum, frames):
@@ -124,7 +137,7 @@ def dataset_show(datum, frames):
 
 
 @dataset.command('export')
-@arguments.DATUM()
+@node_argument('mlpot.dataset')
 @click.argument('output', type=click.Path(dir_okay=False, path_type=pathlib.Path))
 @click.option('-f', '--force', is_flag=True, help='Overwrite an existing file.')
 @decorators.with_dbenv()
@@ -132,6 +145,8 @@ def dataset_export(datum, output, force):
     """Write a dataset to an extended-XYZ file."""
     if output.exists() and not force:
         echo.echo_critical(f'{output} exists; use --force to overwrite')
+    if not output.parent.is_dir():
+        echo.echo_critical(f'the directory {output.parent} of {output} does not exist')
     output.write_text(datum.get_content())
     echo.echo_success(f'wrote {datum.n_configs} configurations to {output}')
 
@@ -142,8 +157,7 @@ def gap_potential():
 
 
 @gap_potential.command('list')
-@click.option('-p', '--past-days', type=int, default=None, help='Only nodes created in the past N days.')
-@click.option('-l', '--limit', type=int, default=None, help='At most this many nodes.')
+@list_options
 @decorators.with_dbenv()
 def gap_potential_list(past_days, limit):
     """List the stored GAP potentials."""
@@ -153,7 +167,7 @@ def gap_potential_list(past_days, limit):
 
 
 @gap_potential.command('show')
-@arguments.DATUM()
+@node_argument('mlpot.gap_potential')
 @decorators.with_dbenv()
 def gap_potential_show(datum):
     """Show a GAP potential: label, species, cutoff, descriptors, files."""
@@ -163,7 +177,7 @@ def gap_potential_show(datum):
 
 
 @gap_potential.command('export')
-@arguments.DATUM()
+@node_argument('mlpot.gap_potential')
 @click.argument('folder', type=click.Path(file_okay=False, path_type=pathlib.Path))
 @click.option(
     '--type-order', default=None, help='Elements of the LAMMPS atom types, comma-separated (Na,Cl).'

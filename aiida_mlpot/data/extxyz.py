@@ -133,6 +133,10 @@ def _check_labels(frame: Atoms, index: int) -> None:
     natoms = len(frame)
     if natoms == 0:
         raise InconsistentDatasetError(f'configuration {index} has no atoms')
+    if not np.all(np.isfinite(frame.positions)):
+        raise InconsistentDatasetError(f'configuration {index}: the positions contain non-finite values')
+    if not np.all(np.isfinite(frame.cell.array)):
+        raise InconsistentDatasetError(f'configuration {index}: the cell contains non-finite values')
     if 'energy' in frame.info:
         try:
             frame.info['energy'] = float(frame.info['energy'])
@@ -262,13 +266,21 @@ def _column_text(name: str, kind: str, data, natoms: int) -> list[str]:
 def read_frames(handle: io.TextIOBase, index: str | int | slice = ':') -> list[Atoms]:
     """Read extended-XYZ frames and return them with labels in ``info``/``arrays`` plus a calculator.
 
+    A text ASE cannot read (truncated, not extended XYZ) raises :class:`InconsistentDatasetError` saying so.
     ASE's reader moves ``energy``, ``forces`` and ``energies`` into a calculator; they are put back,
     the virial is reshaped to 3x3, and a :class:`SinglePointCalculator` holding energy, forces,
     per-atom energies and the stress is attached for convenience.
     """
     from ase.io import read
 
-    frames = read(handle, index=index, format='extxyz')
+    try:
+        frames = read(handle, index=index, format='extxyz')
+    except (
+        Exception
+    ) as exception:  # ASE raises XYZError, ValueError, IndexError... for a truncated or bad file
+        raise InconsistentDatasetError(
+            f'the extended-XYZ text cannot be read (truncated or not extended XYZ?): {exception}'
+        ) from exception
     if isinstance(frames, Atoms):
         frames = [frames]
     return [attach_calculator(_restore_labels(frame)) for frame in frames]

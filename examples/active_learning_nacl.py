@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None):
     from aiida import load_profile, orm
     from aiida.engine import run_get_node
 
-    from aiida_mlpot.cli.active_learning import iteration_table
+    from aiida_mlpot.cli.active_learning import baseline_rows, baseline_table, iteration_table
     from aiida_mlpot.presets import nacl_tosi_fumi
     from aiida_mlpot.structures import random_box
     from aiida_mlpot.workflows.active_learning import ActiveLearningWorkChain
@@ -70,10 +70,14 @@ def main(argv: list[str] | None = None):
             f'RMSE {metrics["energy_per_atom"]["rmse"]:.4g} meV/atom; the test set is now {len(results["test_set"])} '
             'configurations (audits included)'
         )
+    rows = baseline_rows(node)
+    if rows:  # random_baseline: on for the classical oracle
+        print('\nactive learning vs random selection at the same label budget, on the same final test set:')
+        print(baseline_table(rows))
     print(f'\nthe run is ActiveLearningWorkChain<{node.pk}>; look at it with')
     print(f'  aiida-mlpot status {node.pk}')
     print(f'  aiida-mlpot report {node.pk} --out report_{node.pk}')
-    print(f'  verdi process status {node.pk}')
+    print(f'  verdi process status -c -m 1 {node.pk}')
     return 0 if node.is_finished_ok else 1
 
 

@@ -177,6 +177,11 @@ def _validate(process_class, builder) -> str | None:
     return None if error is None else str(error)
 
 
+def _choice(name: str, choices: tuple[str, ...], default: str, help_text: str):
+    """An option with a fixed set of values and a default shown in the help."""
+    return click.option(name, type=click.Choice(choices), default=default, show_default=True, help=help_text)
+
+
 @launch.command('active-learning')
 @click.argument('structure')
 @click.option(
@@ -209,19 +214,17 @@ def _validate(process_class, builder) -> str | None:
     metavar='KEY=PATH',
     help='A file the potential refers to by KEY in its `files` (e.g. an EAM table); repeat for several.',
 )
-@click.option(
+@_choice(
     '--oracle',
-    type=click.Choice(['classical', 'cp2k-xtb', 'cp2k-pbe']),
-    default='classical',
-    show_default=True,
-    help='Who labels: the classical potential itself, CP2K GFN1-xTB (a fast fixed-cell test oracle) or CP2K PBE.',
+    ('classical', 'cp2k-xtb', 'cp2k-pbe'),
+    'classical',
+    'Who labels: the classical potential itself, CP2K GFN1-xTB (a fast fixed-cell test oracle) or CP2K PBE.',
 )
-@click.option(
+@_choice(
     '--protocol',
-    type=click.Choice(['fast', 'balanced', 'stringent']),
-    default='balanced',
-    show_default=True,
-    help='Budgets and settings of every stage (see docs/active_learning.md).',
+    ('fast', 'balanced', 'stringent'),
+    'balanced',
+    'Budgets and settings of every stage (see docs/active_learning.md).',
 )
 @click.option(
     '--overrides',
@@ -236,6 +239,18 @@ def _validate(process_class, builder) -> str | None:
     metavar='KEY=LABEL',
     help='Code for lammps, cp2k, gap_fit or python (default: those `aiida-mlpot setup` registers on localhost).',
 )
+@click.option(
+    '--random-baseline/--no-random-baseline',
+    default=None,
+    help='At the end, also fit a potential on as many pool configurations drawn at random, and test both on '
+    'the same held-out set (default: on for the classical oracle, off for CP2K).',
+)
+@click.option(
+    '--validate',
+    is_flag=True,
+    help='At the end, validate the final potential(s) against the classical teacher (ValidationWorkChain; '
+    'classical oracle only).',
+)
 @click.option('--seed', type=int, default=2024, show_default=True, help='Seed of a preset random box.')
 @click.option('--label', default=None, help='Label of the run (default: what it runs).')
 @click.option(
@@ -243,8 +258,8 @@ def _validate(process_class, builder) -> str | None:
 )
 @_profile_option
 def launch_active_learning(
-    structure, temperatures, pressures, potential, potential_files, oracle, protocol, overrides, codes, seed, label,
-    submit, profile,
+    structure, temperatures, pressures, potential, potential_files, oracle, protocol, overrides, codes,
+    random_baseline, validate, seed, label, submit, profile,
 ):  # fmt: skip
     """Learn a GAP by active learning for STRUCTURE (a file ASE reads, or a preset: nacl, argon).
 
@@ -277,7 +292,7 @@ def launch_active_learning(
         builder = ActiveLearningWorkChain.get_builder_from_protocol(
             structure_node, classical, temperatures=list(temperatures), pressures=list(pressures) or None,
             oracle=oracle, protocol=protocol, overrides=override_values, codes=code_nodes,
-            potential_files=file_nodes or None,
+            potential_files=file_nodes or None, random_baseline=random_baseline, validate=validate,
         )  # fmt: skip
     except NotExistent as exception:
         raise click.UsageError(
@@ -359,6 +374,67 @@ def iteration_table(rows: list[dict]) -> str:
     return tabulate(cells, headers=headers, missingval='-', maxcolwidths=[None] * 10 + [34])
 
 
+def baseline_rows(node) -> list[dict]:
+    """Return the active-learning and random potentials side by side (same final test set), [] without a baseline."""
+    if 'random_baseline' not in node.outputs or 'metrics' not in node.outputs.random_baseline:
+        return []
+    baseline = node.outputs.random_baseline
+    rows = []
+    for name, potential, train, metrics in (
+        (
+            'active learning',
+            node.outputs.potential,
+            node.outputs.training_set,
+            baseline.active_learning_metrics,
+        ),
+        ('random', baseline.potential, baseline.training_set, baseline.metrics),
+    ):
+        overall = metrics.get_dict()['overall']
+        rows.append(
+            {
+                'selection': name,
+                'potential': potential.pk,
+                'n_train': len(train),
+                'n_test': metrics.get_dict().get('n_configs'),
+                **{
+                    f'{key}_{stat}': (overall.get(label) or {}).get(stat)
+                    for key, label in (
+                        ('force', 'forces'),
+                        ('energy', 'energy_per_atom'),
+                        ('virial', 'virial_per_atom'),
+                    )
+                    for stat in ('rmse', 'max')
+                },
+            }
+        )
+    return rows
+
+
+def baseline_table(rows: list[dict]) -> str:
+    """Return :func:`baseline_rows` as a text table."""
+    from tabulate import tabulate
+
+    headers = ['selection', 'potential', 'train', 'force RMSE\neV/Å', 'force max\neV/Å', 'energy RMSE\nmeV/atom',
+               'virial RMSE\nmeV/atom']  # fmt: skip
+    cells = [
+        [row['selection'], row['potential'], row['n_train'], _cell(row['force_rmse']), _cell(row['force_max']),
+         _cell(row['energy_rmse']), _cell(row['virial_rmse'])]
+        for row in rows
+    ]  # fmt: skip
+    return tabulate(cells, headers=headers, missingval='-')
+
+
+def validation_verdicts(node) -> dict[str, str]:
+    """Return the validation verdict of each validated potential (``active_learning``, ``random_baseline``)."""
+    if 'validation' not in node.outputs:
+        return {}
+    return {
+        which: outputs.verdict.value
+        for which, outputs in node.outputs.validation.items()
+        if 'verdict' in outputs
+    }
+
+
 def _print_status(run) -> None:
     node = run.node
     state = node.process_state.value if node.process_state else 'created'
@@ -408,6 +484,15 @@ def _print_status(run) -> None:
         )
     elif node.is_terminated:
         click.echo(f'no potential: {node.exit_message}')
+    rows = baseline_rows(node)
+    if rows:
+        click.echo(
+            f'active learning vs random selection at the same label budget, on the final test set '
+            f'({len(node.outputs.test_set)} configurations):'
+        )
+        click.echo(baseline_table(rows))
+    for which, verdict in validation_verdicts(node).items():
+        click.echo(f'validation of the {which.replace("_", " ")} potential: {verdict}')
 
 
 @click.command('status')
@@ -602,7 +687,25 @@ def write_report(run, folder: pathlib.Path, rdf_bins: int = 100) -> dict:
     else:
         notes.append('no finished exploration yet: no traces, volume or RDF figure')
 
+    written.update(_validation_figures(node, folder))
     _write_markdown(folder / 'report.md', run, rows, source, written, errors, notes, loop)
+    return written
+
+
+def _validation_figures(node, folder: pathlib.Path) -> dict:
+    """Copy the PNGs of the validation outputs to ``folder``; return them like ``write_report``'s figures."""
+    from aiida import orm
+
+    written = {}
+    if 'validation' not in node.outputs:
+        return written
+    for which, outputs in node.outputs.validation.items():
+        for name, item in sorted(outputs.items()):
+            if isinstance(item, orm.SinglefileData) and item.filename.endswith('.png'):
+                path = folder / f'validation_{which}_{name}.png'
+                path.write_bytes(item.get_content(mode='rb'))
+                title = f'{name} of the validation of the {which.replace("_", " ")} potential (ValidationWorkChain)'
+                written[f'validation, {which.replace("_", " ")}: {name}'] = (path, title)
     return written
 
 
@@ -665,6 +768,19 @@ def _write_markdown(path, run, rows, source, written, errors, notes, loop) -> No
             f'Last iteration: {last.get("n_triggers", 0)} trigger(s), {last.get("n_unstable", 0)} unstable run(s), '
             f'{last.get("n_train")} training configurations, {last.get("oracle_calls")} oracle calls in all.'
         )
+    comparison = baseline_rows(node)
+    if comparison:
+        lines += ['', '## Active learning vs random selection', '']
+        lines.append(
+            'The same label budget (training configurations), both potentials on the final test set (the initial '
+            f'test split and every audit, {len(node.outputs.test_set)} configurations); the random ones were drawn '
+            'from the sampling pool, the held-out configurations excluded.'
+        )
+        lines += ['', '```', baseline_table(comparison), '```']
+    verdicts = validation_verdicts(node)
+    if verdicts:
+        lines += ['', '## Validation (ValidationWorkChain, against the classical teacher)', '']
+        lines += [f'- {which.replace("_", " ")} potential: {verdict}' for which, verdict in verdicts.items()]
     lines += ['', '## Figures', '']
     for name, (figure, title) in written.items():
         lines.append(f'- {name}: [{figure.name}]({figure.name}): {title}')

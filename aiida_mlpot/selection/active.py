@@ -7,18 +7,35 @@
   respect to the training set AND to the candidates already kept (per-atom SOAP distance,
   :func:`aiida_mlpot.descriptors.atomic_novelty`), at most ``max_n``. Every refusal has a reason, so the
   loop can record the decision.
+* :func:`draw_random`: the random baseline's training configurations: drawn uniformly at random (seeded) from
+  the pool, none of those held out for testing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 from ase import Atoms
 
-__all__ = ('CandidateChoice', 'choose_distinct', 'spread_in_time')
+from aiida_mlpot.selection.basic import select_random
+
+__all__ = ('CandidateChoice', 'choose_distinct', 'draw_random', 'spread_in_time')
+
+
+def draw_random(n_pool: int, n: int, seed: int, held_out: Collection[int] = ()) -> list[int]:
+    """Return ``n`` pool indices drawn uniformly at random (``seed``), none of ``held_out``; all others if fewer.
+
+    The random baseline of the loop: the same label budget as the active-learning training set, spent on
+    configurations drawn at random from the same pool, the held-out (test) configurations excluded so that both
+    potentials are tested on configurations neither was trained on.
+    """
+    excluded = {int(index) for index in held_out}
+    available = [index for index in range(n_pool) if index not in excluded]
+    picks = select_random(len(available), n, seed=seed, allow_fewer=True)
+    return [available[int(index)] for index in picks]
 
 
 def spread_in_time(eligible: Sequence[int], n: int) -> list[int]:

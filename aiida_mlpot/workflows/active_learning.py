@@ -37,15 +37,19 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, if_, while_
+from aiida.plugins import WorkflowFactory
 
+from aiida_mlpot.calculations.evaluate import EvaluateCalculation
 from aiida_mlpot.calculations.functions.active_learning import (
     assess_iteration,
     exploration_starts,
     grow_training_set,
     learning_curve,
     plan_iteration,
+    random_baseline_set,
     stopped_verdict,
 )
+from aiida_mlpot.calculations.functions.metrics import compute_error_metrics
 from aiida_mlpot.calculations.functions.selection import select_configurations, split_dataset
 from aiida_mlpot.calculations.gap_fit import declared_memory_mb
 from aiida_mlpot.calculations.lammps import validate_atoms, validate_potential_inputs
@@ -83,6 +87,8 @@ LOOP_KEYS = {
     'trigger': "what stops a replica: 'variance' (the GAP predictive variance, default) or 'rematch' (the REMatch "
     'similarity to the training set, its critical similarity calibrated from the training set)',
 }
+#: The potentials ``validate`` validates (the second one with ``random_baseline``).
+VALIDATED = ('active_learning', 'random_baseline')
 #: ``loop.trigger``: the ML-MD extrapolation method of the replicas.
 TRIGGERS = {'variance': 'gap_variance', 'rematch': 'rematch'}
 _LOOP_INT = ('target_steps', 'audit_per_replica', 'max_per_iteration', 'max_iterations', 'max_oracle_calls')
@@ -194,7 +200,7 @@ def validate_start(value: Mapping) -> str | None:
 def validate_inputs(value, _) -> str | None:
     """Validate the combination: how the loop starts, the structure, selection and split specs, the oracle's
     potential, Δ-learning charges."""
-    for check in (validate_start, validate_trigger):
+    for check in (validate_start, validate_trigger, validate_extras):
         message = check(value)
         if message:
             return message
@@ -274,6 +280,29 @@ def call_label(iteration: int, step: str) -> str:
     return f'{step}_initial' if iteration == 0 else f'iteration_{iteration:02d}_{step}'
 
 
+def validate_extras(value: Mapping) -> str | None:
+    """Validate what runs after the loop: the random baseline needs the pool, the validation the teacher."""
+    if 'random_baseline' in value and value['random_baseline'].value and 'training_set' in value:
+        return (
+            '`random_baseline`: it draws from the sampling pool, and a loop started from `training_set` has none; '
+            'set it to False'
+        )
+    if (
+        'validate' in value
+        and value['validate'].value
+        and not (value.get('labelling') or {}).get('classical')
+    ):
+        return '`validate`: the validation compares with the classical teacher; it needs the classical oracle'
+    if 'validation_protocol' in value:
+        protocols = WorkflowFactory('mlpot.validation').get_available_protocols()
+        if value['validation_protocol'].value not in protocols:
+            return (
+                f'`validation_protocol`: unknown protocol {value["validation_protocol"].value!r}; choose from '
+                f'{", ".join(protocols)}'
+            )
+    return None
+
+
 def sampling_point(point: Mapping, volume_scale: float = 1.0) -> dict:
     """Return the sampling state point of an exploration state point (NVT: at ``volume_scale``)."""
     if point.get('pressure_bar') is not None:
@@ -350,6 +379,171 @@ def check_fit_memory(
     return None
 
 
+#: The single input ports after ``structure`` and ``classical_potential``: name -> (type, help, options).
+INPUTS = {
+    'state_points': (
+        orm.List,
+        'Where the potential will be used: `{temperature_K}` (NVT at the volume of `structure`) or '
+        '`{temperature_K, pressure_bar}` (NPT). Physics, not protocol: always from the caller.',
+        {'validator': validate_state_points},
+    ),
+    'training_set': (
+        DatasetData,
+        'A labelled training set (energies and forces, virials optional) to start from: the loop then skips the '
+        'sampling, the initial selection and labelling, and starts at the fit.',
+        {'required': False},
+    ),
+    'test_set': (
+        DatasetData,
+        'With `training_set`: its held-out set (labelled likewise). Without it, `split` splits `training_set`.',
+        {'required': False},
+    ),
+    'selection': (
+        orm.Dict,
+        'Selection spec of the initial set from the sampling pool (`select_configurations`); required unless '
+        '`training_set` is given.',
+        {'required': False},
+    ),
+    'split': (
+        orm.Dict,
+        'Split spec of the initial labelled set (or of `training_set` without `test_set`) into training and test '
+        'sets (`split_dataset`).',
+        {'required': False},
+    ),
+    'loop': (
+        orm.Dict,
+        'Loop settings and stopping criteria: ' + '; '.join(f'`{k}` {v}' for k, v in LOOP_KEYS.items()),
+        {'validator': validate_loop},
+    ),
+    'delta_learning': (
+        orm.Bool,
+        'Fit the GAP on top of a Coulomb baseline with the charges of a coulombic classical potential.',
+        {'default': lambda: orm.Bool(True)},
+    ),
+    'random_baseline': (
+        orm.Bool,
+        'At the end, also label and fit, at the label budget of the final training set, a potential on '
+        'configurations drawn at random from the sampling pool, and test both on the final test set '
+        '(get_builder_from_protocol: on for the classical oracle).',
+        {'default': lambda: orm.Bool(False)},
+    ),
+    'validate': (
+        orm.Bool,
+        "At the end, validate the final potential (and the random baseline's) with ValidationWorkChain against "
+        'the classical teacher at the state points (classical oracle only).',
+        {'default': lambda: orm.Bool(False)},
+    ),
+    'validation_protocol': (
+        orm.Str,
+        "Protocol of ValidationWorkChain (default: its default protocol); get_builder_from_protocol sets the loop's.",
+        {'required': False},
+    ),
+}
+#: The stages' inputs, exposed: namespace -> (process, ports the loop sets itself, help).
+STAGES = {
+    'sampling': (
+        SamplingWorkChain,
+        ('structure', 'potential', 'potential_files', 'state_points'),
+        'Inputs of the sampling MD (LAMMPS code, MD settings); required unless `training_set` is given.',
+    ),
+    'labelling': (LabellingWorkChain, ('structures', 'dataset'), 'Inputs of every labelling (the oracle).'),
+    'fitting': (
+        GapFitWorkChain,
+        ('gap_fit.dataset', 'test_dataset'),
+        'Inputs of every fit (gap_fit code, parameters; the evaluation code).',
+    ),
+    'exploration': (
+        MlMdWorkChain,
+        ('md.structure', 'md.restart_from', 'md.restart_frame', 'md.potential', 'md.training'),
+        'Inputs of every ML-MD replica (python code, MD and extrapolation settings).',
+    ),
+}
+_OPTIONAL = {'required': False}
+#: The output ports: name -> (type, help, options).
+OUTPUTS = {
+    'potential': (GapPotentialData, 'The final potential.', {}),
+    'training_set': (DatasetData, 'The training set of the final potential.', {}),
+    'test_set': (DatasetData, 'Held-out configurations: the initial test split and every audit.', {}),
+    'metrics': (orm.Dict, 'Test-set errors of the final potential.', {}),
+    'learning_curve': (
+        orm.Dict,
+        'Per iteration: training size, cumulative oracle calls, test and audit errors, steps reached and outcome '
+        'per replica, candidates kept.',
+        {},
+    ),
+    'stopping': (orm.Dict, 'The verdict that ended the loop and which criterion.', {}),
+    'pool': (DatasetData, 'The sampling pool (absent when the loop started from `training_set`).', _OPTIONAL),
+    'random_baseline.potential': (
+        GapPotentialData,
+        'The potential fitted on configurations drawn at random from the pool, as many as the final training set.',
+        _OPTIONAL,
+    ),
+    'random_baseline.training_set': (
+        DatasetData,
+        "Its training set (the oracle's labels of the drawn configurations).",
+        _OPTIONAL,
+    ),
+    'random_baseline.metrics': (
+        orm.Dict,
+        'Its errors on the final test set (initial test split and every audit).',
+        _OPTIONAL,
+    ),
+    'random_baseline.active_learning_metrics': (
+        orm.Dict,
+        'The errors of the final active-learning potential on the same final test set.',
+        _OPTIONAL,
+    ),
+    'random_baseline.selection': (
+        orm.Dict,
+        'How the configurations were drawn: budget, seed, pool indices, held-out ones excluded.',
+        _OPTIONAL,
+    ),
+}
+#: Exit codes: status -> (label, message).
+EXIT_CODES = {
+    401: ('ERROR_SUB_PROCESS_FAILED_SAMPLING', 'the sampling failed: {message}'),
+    402: ('ERROR_SUB_PROCESS_FAILED_SELECTION', 'the selection failed: {message}'),
+    403: ('ERROR_SUB_PROCESS_FAILED_LABELLING', 'the labelling failed: {message}'),
+    404: ('ERROR_SUB_PROCESS_FAILED_FITTING', 'the fit failed: {message}'),
+    405: ('ERROR_SUB_PROCESS_FAILED_EXPLORATION', 'the ML MD failed: {message}'),
+    406: (
+        'ERROR_SUB_PROCESS_FAILED_RANDOM_BASELINE',
+        'the random baseline failed: {message}; the outputs of the loop are attached.',
+    ),
+    407: (
+        'ERROR_SUB_PROCESS_FAILED_VALIDATION',
+        'the validation failed: {message}; the outputs of the loop are attached.',
+    ),
+    410: (
+        'ERROR_MAX_ITERATIONS',
+        'not converged after {iterations} iterations (max_iterations): {reason}; the outputs are those of the last '
+        'potential.',
+    ),
+    411: (
+        'ERROR_MAX_ORACLE_CALLS',
+        'not converged within {calls} oracle calls (max_oracle_calls): {reason}; the outputs are those of the last '
+        'potential.',
+    ),
+    412: (
+        'ERROR_REFIT_EXCEEDS_MEMORY',
+        'the fit of iteration {iteration} was not launched, the memory plan says it will not fit: {message}; the '
+        'outputs are those of the last potential.',
+    ),
+}
+
+
+def _flat_outputs(node) -> dict:
+    """Return the outputs of ``node`` by link label, a namespace's entries as ``<namespace>_<key>``."""
+    flat = {}
+    for link in node.base.links.get_outgoing(link_type=LinkType.RETURN).all():
+        flat[link.link_label.replace('__', '_')] = link.node
+    return flat
+
+
+def _failure(node) -> str:
+    return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
+
+
 class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     """Build a GAP by active learning: sample, select, label, fit, then explore/audit/label/refit until trusted."""
 
@@ -365,93 +559,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             name='classical_potential',
             help='The classical force field of the sampling MD (any LAMMPS pair style; the classical oracle too).',
         )
-        spec.input(
-            'state_points',
-            valid_type=orm.List,
-            serializer=orm.to_aiida_type,
-            validator=validate_state_points,
-            help='Where the potential will be used: `{temperature_K}` (NVT at the volume of `structure`) or '
-            '`{temperature_K, pressure_bar}` (NPT). Physics, not protocol: always from the caller.',
-        )
-        spec.input(
-            'training_set',
-            valid_type=DatasetData,
-            required=False,
-            help='A labelled training set (energies and forces, virials optional) to start from: the loop then '
-            'skips the sampling, the initial selection and labelling, and starts at the fit.',
-        )
-        spec.input(
-            'test_set',
-            valid_type=DatasetData,
-            required=False,
-            help='With `training_set`: its held-out set (labelled likewise). Without it, `split` splits '
-            '`training_set`.',
-        )
-        spec.input(
-            'selection',
-            valid_type=orm.Dict,
-            serializer=orm.to_aiida_type,
-            required=False,
-            help='Selection spec of the initial set from the sampling pool (`select_configurations`); '
-            'required unless `training_set` is given.',
-        )
-        spec.input(
-            'split',
-            valid_type=orm.Dict,
-            serializer=orm.to_aiida_type,
-            required=False,
-            help='Split spec of the initial labelled set (or of `training_set` without `test_set`) into training '
-            'and test sets (`split_dataset`).',
-        )
-        spec.input(
-            'loop',
-            valid_type=orm.Dict,
-            serializer=orm.to_aiida_type,
-            validator=validate_loop,
-            help='Loop settings and stopping criteria: '
-            + '; '.join(f'`{k}` {v}' for k, v in LOOP_KEYS.items()),
-        )
-        spec.input(
-            'delta_learning',
-            valid_type=orm.Bool,
-            default=lambda: orm.Bool(True),
-            serializer=orm.to_aiida_type,
-            help='Fit the GAP on top of a Coulomb baseline with the charges of a coulombic classical potential.',
-        )
-        spec.expose_inputs(
-            SamplingWorkChain,
-            namespace='sampling',
-            exclude=('structure', 'potential', 'potential_files', 'state_points'),
-            namespace_options={
-                'help': 'Inputs of the sampling MD (LAMMPS code, MD settings); required unless `training_set` '
-                'is given.',
-                'required': False,
-                'populate_defaults': False,
-            },
-        )
-        spec.expose_inputs(
-            LabellingWorkChain,
-            namespace='labelling',
-            exclude=('structures', 'dataset'),
-            namespace_options={'help': 'Inputs of every labelling (the oracle).'},
-        )
-        spec.expose_inputs(
-            GapFitWorkChain,
-            namespace='fitting',
-            exclude=('gap_fit.dataset', 'test_dataset'),
-            namespace_options={
-                'help': 'Inputs of every fit (gap_fit code, parameters; the evaluation code).'
-            },
-        )
-        spec.expose_inputs(
-            MlMdWorkChain,
-            namespace='exploration',
-            exclude=('md.structure', 'md.restart_from', 'md.restart_frame', 'md.potential', 'md.training'),
-            namespace_options={
-                'help': 'Inputs of every ML-MD replica (python code, MD and extrapolation settings).'
-            },
-        )
-        for namespace in ('sampling', 'labelling', 'fitting', 'exploration'):
+        for name, (valid_type, help_text, options) in INPUTS.items():
+            spec.input(name, valid_type=valid_type, serializer=orm.to_aiida_type, help=help_text, **options)
+        for namespace, (process, exclude, help_text) in STAGES.items():
+            options = {'help': help_text}
+            if namespace == 'sampling':  # not with a training set
+                options.update(required=False, populate_defaults=False)
+            spec.expose_inputs(process, namespace=namespace, exclude=exclude, namespace_options=options)
             spec.inputs[namespace].dynamic = False
         spec.inputs.validator = validate_inputs
 
@@ -481,56 +595,31 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     cls.inspect_fit,
                 ),
             ),
+            if_(cls.should_run_random_baseline)(
+                cls.run_random_labelling,
+                cls.run_random_fit,
+                cls.inspect_random_baseline,
+            ),
+            if_(cls.should_validate)(
+                cls.run_validation,
+                cls.inspect_validation,
+            ),
             cls.results,
         )
 
-        spec.output('potential', valid_type=GapPotentialData, help='The final potential.')
-        spec.output('training_set', valid_type=DatasetData, help='The training set of the final potential.')
-        spec.output(
-            'test_set',
-            valid_type=DatasetData,
-            help='Held-out configurations: the initial test split and every audit.',
-        )
-        spec.output('metrics', valid_type=orm.Dict, help='Test-set errors of the final potential.')
-        spec.output(
-            'learning_curve',
-            valid_type=orm.Dict,
-            help='Per iteration: training size, cumulative oracle calls, test and audit errors, steps reached and '
-            'outcome per replica, candidates kept.',
-        )
-        spec.output(
-            'stopping', valid_type=orm.Dict, help='The verdict that ended the loop and which criterion.'
-        )
-        spec.output(
-            'pool',
-            valid_type=DatasetData,
-            required=False,
-            help='The sampling pool (absent when the loop started from `training_set`).',
-        )
-
-        spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED_SAMPLING', message='the sampling failed: {message}')
-        spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_SELECTION', message='the selection failed: {message}')
-        spec.exit_code(403, 'ERROR_SUB_PROCESS_FAILED_LABELLING', message='the labelling failed: {message}')
-        spec.exit_code(404, 'ERROR_SUB_PROCESS_FAILED_FITTING', message='the fit failed: {message}')
-        spec.exit_code(405, 'ERROR_SUB_PROCESS_FAILED_EXPLORATION', message='the ML MD failed: {message}')
-        spec.exit_code(
-            410,
-            'ERROR_MAX_ITERATIONS',
-            message='not converged after {iterations} iterations (max_iterations): {reason}; the outputs are '
-            'those of the last potential.',
-        )
-        spec.exit_code(
-            411,
-            'ERROR_MAX_ORACLE_CALLS',
-            message='not converged within {calls} oracle calls (max_oracle_calls): {reason}; the outputs are '
-            'those of the last potential.',
-        )
-        spec.exit_code(
-            412,
-            'ERROR_REFIT_EXCEEDS_MEMORY',
-            message='the fit of iteration {iteration} was not launched, the memory plan says it will not fit: '
-            '{message}; the outputs are those of the last potential.',
-        )
+        for name, (valid_type, help_text, options) in OUTPUTS.items():
+            spec.output(name, valid_type=valid_type, help=help_text, **options)
+        for which in VALIDATED:
+            spec.output_namespace(
+                f'validation.{which}',
+                valid_type=orm.Data,
+                dynamic=True,
+                required=False,
+                help=f'The outputs of ValidationWorkChain on the {which.replace("_", " ")} potential '
+                '(`validation`, `verdict`, `rdf_plots_<run>`, ...).',
+            )
+        for status, (label, message) in EXIT_CODES.items():
+            spec.exit_code(status, label, message=message)
 
     # --- builder ----------------------------------------------------------------------------------------------
     @classmethod
@@ -548,6 +637,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         options: Mapping | None = None,
         training_set: DatasetData | None = None,
         test_set: DatasetData | None = None,
+        random_baseline: bool | None = None,
+        validate: bool = False,
     ):
         """Return a builder of the loop for ``structure`` with ``classical_potential`` at the given state points.
 
@@ -565,6 +656,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         :param training_set: a labelled training set to start from: no sampling, selection or initial
             labelling (their inputs are left out), the loop starts at the fit.
         :param test_set: with ``training_set``, its held-out set; without it ``split`` splits ``training_set``.
+        :param random_baseline: at the end, also fit a potential on as many configurations drawn at random from the
+            pool and test both on the final test set; default (None): on for the classical oracle, off for the
+            CP2K oracles (their labels cost) and without a pool (``training_set``).
+        :param validate: at the end, validate the final potential(s) with ``ValidationWorkChain`` against the
+            classical teacher (classical oracle only), with the same protocol name.
         """
         if test_set is not None and training_set is None:
             raise ValueError('`test_set` is only used with `training_set`')
@@ -600,6 +696,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if potential_files:
             builder.potential_files = dict(potential_files)
         builder.state_points = orm.List(state_points)
+        if random_baseline is None:
+            random_baseline = oracle == 'classical' and training_set is None
+        builder.random_baseline = orm.Bool(bool(random_baseline))
+        builder.validate = orm.Bool(bool(validate))
+        if validate:
+            builder.validation_protocol = orm.Str(name)
 
         if training_set is None:
             sampling = SamplingWorkChain.get_builder_from_protocol(
@@ -661,6 +763,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 if not link.node.label:
                     link.node.label = f'{path}/{call.link_label}/{link.link_label}'
 
+    def _launch(self, name: str, process, inputs: Mapping, what: str):
+        """Submit ``process`` with ``inputs``, report ``what`` it does, and wait for it as ``ctx.<name>``."""
+        node = self.submit(process, **inputs)
+        self.report(f'{what}: {node.process_label}<{node.pk}>')
+        return ToContext(**{name: node})
+
     def _failed(self, name: str, exit_code, outputs: tuple[str, ...] = ()):
         """Return ``exit_code`` (formatted with the reason) if ``ctx.<name>`` failed or lacks ``outputs``."""
         node = self.ctx[name]
@@ -705,9 +813,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             inputs.potential_files = self.inputs.potential_files
         inputs.state_points = orm.List(self.ctx.sampling_points)
         inputs.metadata = {'call_link_label': 'sampling'}
-        node = self.submit(SamplingWorkChain, **inputs)
-        self.report(f'sampling {len(self.ctx.sampling_points)} state points: {node.process_label}<{node.pk}>')
-        return ToContext(sampling=node)
+        return self._launch(
+            'sampling', SamplingWorkChain, inputs, f'sampling {len(self.ctx.sampling_points)} state points'
+        )
 
     def inspect_sampling(self):
         """Keep the pool; the exploration of every state point starts from its last sampled frame."""
@@ -729,11 +837,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def select_initial(self):
         """Select the initial set from the pool (calcfunction)."""
-        result = select_configurations(
+        result, node = select_configurations.run_get_node(
             self.ctx.pool, self.inputs.selection, metadata={'call_link_label': 'select_initial'}
         )
-        if not isinstance(result, dict):
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=_failure(node))
         self.ctx.to_label = result['selected']
         self.ctx.to_label.label = 'selected'
         self.report(
@@ -741,27 +849,32 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         )
         return None
 
-    def run_labelling(self):
-        """Label ``ctx.to_label`` with the oracle."""
+    def _labelling_inputs(self, dataset: DatasetData, link: str) -> AttributeDict:
+        """Return the inputs of a ``LabellingWorkChain`` of ``dataset`` called ``link``."""
         inputs = AttributeDict(self.exposed_inputs(LabellingWorkChain, 'labelling'))
-        inputs.dataset = self.ctx.to_label
+        inputs.dataset = dataset
         overrides = inputs.get('cp2k', {}).get('config_overrides')
         if overrides is not None:
             # keyed `config_00001`, ...: they apply to that configuration of every labelling that has one
-            keys = {config_key(index) for index in range(len(self.ctx.to_label))}
+            keys = {config_key(index) for index in range(len(dataset))}
             inputs.cp2k = AttributeDict(inputs.cp2k)
             kept = {key: value for key, value in overrides.get_dict().items() if key in keys}
             if kept:
                 inputs.cp2k.config_overrides = orm.Dict(kept)
             else:
                 del inputs.cp2k['config_overrides']
+        inputs.metadata = {'call_link_label': link}
+        return inputs
+
+    def run_labelling(self):
+        """Label ``ctx.to_label`` with the oracle."""
         label = call_label(self.ctx.iteration, 'label')
-        inputs.metadata = {'call_link_label': label}
+        inputs = self._labelling_inputs(self.ctx.to_label, label)
         self.ctx.labelling_link = label
         self.ctx.oracle_calls += len(self.ctx.to_label)
-        node = self.submit(LabellingWorkChain, **inputs)
-        self.report(f'labelling {len(self.ctx.to_label)} configurations: {node.process_label}<{node.pk}>')
-        return ToContext(labelling=node)
+        return self._launch(
+            'labelling', LabellingWorkChain, inputs, f'labelling {len(self.ctx.to_label)} configurations'
+        )
 
     def _labelled(self):
         failed = self._failed('labelling', self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING, ('labelled',))
@@ -774,9 +887,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def _split_initial(self, labelled: DatasetData):
         """Split ``labelled`` into the initial training and test sets (calcfunction ``split_dataset``)."""
-        result = split_dataset(labelled, self.inputs.split, metadata={'call_link_label': 'split_initial'})
-        if not isinstance(result, dict):
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
+        result, node = split_dataset.run_get_node(
+            labelled, self.inputs.split, metadata={'call_link_label': 'split_initial'}
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=_failure(node))
         self.ctx.train, self.ctx.test = result['train'], result['test']
         self.ctx.train.label, self.ctx.test.label = 'train', 'test'
         self.report(f'initial set: {len(self.ctx.train)} training, {len(self.ctx.test)} test configurations')
@@ -808,21 +923,31 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         )
         return None
 
-    def run_fit(self):
-        """Fit the GAP to the training set (with the Coulomb baseline under Δ-learning); test on the test set."""
+    def _fit_inputs(
+        self, train: DatasetData, test: DatasetData, link: str
+    ) -> tuple[AttributeDict, str | None]:
+        """Return the inputs of a ``GapFitWorkChain`` on ``train`` tested on ``test`` (the Coulomb baseline under
+        Δ-learning), and why the memory plan refuses it (None: it fits)."""
         inputs = AttributeDict(self.exposed_inputs(GapFitWorkChain, 'fitting'))
         inputs.gap_fit = AttributeDict(inputs.gap_fit)
-        inputs.gap_fit.dataset = self.ctx.train
+        inputs.gap_fit.dataset = train
         if self.ctx.delta:
             parameters = inputs.gap_fit.parameters.get_dict()
             parameters['baseline'] = self.ctx.baseline
             inputs.gap_fit.parameters = orm.Dict(parameters)
-        inputs.test_dataset = self.ctx.test
-        inputs.metadata = {'call_link_label': call_label(self.ctx.iteration, 'fit')}
+        inputs.test_dataset = test
+        inputs.metadata = {'call_link_label': link}
         options = dict(inputs.gap_fit.get('metadata', {}).get('options', {}))
         limit_mb, source = declared_memory_mb(options, inputs.gap_fit.code.computer)
         problem = check_fit_memory(
-            inputs.gap_fit.parameters.get_dict(), dataset_stats(self.ctx.train.to_ase()), limit_mb, source
+            inputs.gap_fit.parameters.get_dict(), dataset_stats(train.to_ase()), limit_mb, source
+        )
+        return inputs, problem
+
+    def run_fit(self):
+        """Fit the GAP to the training set (with the Coulomb baseline under Δ-learning); test on the test set."""
+        inputs, problem = self._fit_inputs(
+            self.ctx.train, self.ctx.test, call_label(self.ctx.iteration, 'fit')
         )
         if problem:
             self.report(f'fit of iteration {self.ctx.iteration} refused before launching: {problem}')
@@ -840,9 +965,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_REFIT_EXCEEDS_MEMORY.format(
                 iteration=self.ctx.iteration, message=problem
             )
-        node = self.submit(GapFitWorkChain, **inputs)
-        self.report(f'fitting on {len(self.ctx.train)} configurations: {node.process_label}<{node.pk}>')
-        return ToContext(fit=node)
+        return self._launch(
+            'fit', GapFitWorkChain, inputs, f'fitting on {len(self.ctx.train)} configurations'
+        )
 
     def inspect_fit(self):
         """Keep the potential and its test metrics."""
@@ -929,14 +1054,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         }
         if loop.get('soap'):
             spec['soap'] = loop['soap']
-        result = plan_iteration(
+        result, node = plan_iteration.run_get_node(
             self.ctx.potential_train,
             orm.Dict(spec),
             metadata={'call_link_label': call_label(self.ctx.iteration, 'plan')},
             **sources,
         )
-        if not isinstance(result, dict):
-            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=result.message)
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED_SELECTION.format(message=_failure(node))
         self.ctx.decision = result['decision']
         self.ctx.to_label = result.get('to_label')
         if self.ctx.to_label is not None:
@@ -1042,6 +1167,154 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.out(port, node)
         if self.ctx.verdict is not None:
             self.out('stopping', self.ctx.verdict)
+        for name, node in self.ctx.get('random_outputs', {}).items():
+            self.out(f'random_baseline.{name}', node)
+        for which, outputs in self.ctx.get('validation_outputs', {}).items():
+            for name, node in outputs.items():
+                self.out(f'validation.{which}.{name}', node)
+
+    # --- after the loop: the random baseline and the validation ----------------------------------------------
+    def should_run_random_baseline(self) -> bool:
+        """Return whether the random baseline runs (asked for, and there is a pool and a final potential)."""
+        return bool(self.inputs.random_baseline.value) and 'pool' in self.ctx and 'potential' in self.ctx
+
+    def run_random_labelling(self):
+        """Draw as many pool configurations as the final training set holds (``random_baseline_set``) and label them."""
+        seed = self.inputs.selection.get_dict().get('seed', 1) if 'selection' in self.inputs else 1
+        spec = {'n': len(self.ctx.potential_train), 'seed': int(seed)}
+        result, node = random_baseline_set.run_get_node(
+            self.ctx.pool,
+            orm.Dict(spec),
+            self.ctx.test,
+            metadata={'call_link_label': 'random_baseline_select'},
+        )
+        if not node.is_finished_ok:
+            return self._baseline_failed(_failure(node))
+        self.ctx.random_selection = result['record']
+        result['selected'].label = 'random_selected'
+        inputs = self._labelling_inputs(result['selected'], 'random_baseline_label')
+        node = self.submit(LabellingWorkChain, **inputs)
+        record = result['record'].get_dict()
+        self.report(
+            f'random baseline: {record["n_drawn"]} pool configurations drawn (budget {record["n_budget"]}, seed '
+            f'{record["seed"]}, {record["n_held_out"]} held out), labelling: {node.process_label}<{node.pk}>'
+        )
+        return ToContext(random_labelling=node)
+
+    def run_random_fit(self):
+        """Fit the random baseline; evaluate the final potential on the same final test set (concurrently)."""
+        node = self.ctx.random_labelling
+        if not node.is_finished_ok or 'labelled' not in node.outputs:
+            return self._baseline_failed(_failure(node))
+        train = node.outputs.labelled
+        train.label = 'random_train'
+        self._label_inner_datasets(node, 'random_baseline_label')
+        inputs, problem = self._fit_inputs(train, self.ctx.test, 'random_baseline_fit')
+        if problem:
+            return self._baseline_failed(f'the memory plan refuses its fit: {problem}')
+        fit = self.submit(GapFitWorkChain, **inputs)
+        evaluate = AttributeDict(self.exposed_inputs(GapFitWorkChain, 'fitting')['evaluate'])
+        evaluate.potential = self.ctx.potential
+        evaluate.dataset = self.ctx.test
+        evaluate.metadata = {
+            **evaluate.get('metadata', {}),
+            'call_link_label': 'random_baseline_evaluate_final',
+        }
+        evaluation = self.submit(EvaluateCalculation, **evaluate)
+        self.report(
+            f'random baseline: fitting on {len(train)} configurations: {fit.process_label}<{fit.pk}>; the final '
+            f'potential on the final test set ({len(self.ctx.test)}): {evaluation.process_label}<{evaluation.pk}>'
+        )
+        return ToContext(random_fit=fit, final_evaluation=evaluation)
+
+    def inspect_random_baseline(self):
+        """Keep both potentials' errors on the final test set (``compute_error_metrics``)."""
+        fit, evaluation = self.ctx.random_fit, self.ctx.final_evaluation
+        for node, outputs in ((fit, ('potential', 'metrics')), (evaluation, ('predictions',))):
+            if not node.is_finished_ok or not set(outputs) <= set(node.outputs):
+                return self._baseline_failed(_failure(node))
+        results, node = compute_error_metrics.run_get_node(
+            self.ctx.test,
+            evaluation.outputs.predictions,
+            metadata={'call_link_label': 'random_baseline_metrics_final'},
+        )
+        if not node.is_finished_ok:
+            return self._baseline_failed(_failure(node))
+        fit.outputs.predictions.label = 'predictions_random'
+        evaluation.outputs.predictions.label = 'predictions_final'
+        self._label_inner_datasets(fit, 'random_baseline_fit')
+        self.ctx.random_outputs = {
+            'potential': fit.outputs.potential,
+            'training_set': fit.inputs.gap_fit.dataset,
+            'metrics': fit.outputs.metrics,
+            'active_learning_metrics': results['metrics'],
+            'selection': self.ctx.random_selection,
+        }
+        errors = {
+            name: self.ctx.random_outputs[key].get_dict()['overall']['forces']['rmse']
+            for name, key in (('active learning', 'active_learning_metrics'), ('random', 'metrics'))
+        }
+        self.report(
+            f'on the final test set ({len(self.ctx.test)} configurations), force RMSE: active learning '
+            f'{errors["active learning"]:.4g} eV/Å, random {errors["random"]:.4g} eV/Å '
+            f'({len(self.ctx.potential_train)} training configurations each)'
+        )
+        return None
+
+    def _baseline_failed(self, message: str):
+        self.report(f'random baseline failed: {message}')
+        self._attach_outputs()
+        return self.exit_codes.ERROR_SUB_PROCESS_FAILED_RANDOM_BASELINE.format(message=message)
+
+    def should_validate(self) -> bool:
+        """Return whether ``validate`` asks for the validation of the final potential(s)."""
+        return bool(self.inputs.validate.value) and 'potential' in self.ctx
+
+    def run_validation(self):
+        """Validate the final potential (and the random baseline's) with ``ValidationWorkChain`` (the teacher).
+
+        The class is loaded through its entry point: ``workflows/validation.py`` imports this module.
+        """
+        validation = WorkflowFactory('mlpot.validation')
+        potentials = {'active_learning': self.ctx.potential}
+        if 'random_outputs' in self.ctx:
+            potentials['random_baseline'] = self.ctx.random_outputs['potential']
+        codes = {'python': self.inputs.exploration.md.code, 'lammps': self.inputs.labelling.classical.code}
+        protocol = self.inputs.validation_protocol.value if 'validation_protocol' in self.inputs else None
+        launched = {}
+        for which, potential in potentials.items():
+            builder = validation.get_builder_from_protocol(
+                codes,
+                self.inputs.structure,
+                protocol,
+                potential=potential,
+                state_points=self.inputs.state_points.get_list(),
+                teacher=self.inputs.labelling.classical.potential,
+                teacher_files=dict(self.inputs.get('potential_files', {})) or None,
+            )
+            builder.metadata.call_link_label = f'validation_{which}'
+            node = self.submit(builder)
+            launched[f'validation_{which}'] = node
+            self.report(
+                f'validating the {which.replace("_", " ")} potential: {node.process_label}<{node.pk}>'
+            )
+        return ToContext(**launched)
+
+    def inspect_validation(self):
+        """Expose every validation's outputs under ``validation.<potential>`` (namespaces flattened)."""
+        self.ctx.validation_outputs = {}
+        for which in VALIDATED:
+            node = self.ctx.get(f'validation_{which}')
+            if node is None:
+                continue
+            if not node.is_finished_ok:
+                self._attach_outputs()
+                return self.exit_codes.ERROR_SUB_PROCESS_FAILED_VALIDATION.format(message=_failure(node))
+            self.ctx.validation_outputs[which] = _flat_outputs(node)
+            self._label_inner_datasets(node, f'validation_{which}')
+            verdict = node.outputs.verdict.value if 'verdict' in node.outputs else None
+            self.report(f'validation of the {which.replace("_", " ")} potential: {verdict}')
+        return None
 
     def results(self):
         """Attach the final potential, its data sets, the learning curve and the stopping verdict."""
@@ -1071,10 +1344,6 @@ def _set_inputs(namespace: Mapping) -> dict:
                 continue
         inputs[key] = value
     return inputs
-
-
-def _failure(node) -> str:
-    return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
 
 
 def _codes(codes: Mapping | None, oracle: str) -> dict:

@@ -69,7 +69,14 @@ def launched(inputs, codes):
         '400',
     ]
     arguments += ['--potential', str(inputs / 'argon_lj.json'), '--overrides', str(inputs / 'overrides.yaml')]
-    arguments += ['--protocol', 'fast', '--label', 'cli test argon', *_code_options(codes)]
+    arguments += [
+        '--protocol',
+        'fast',
+        '--label',
+        'cli test argon',
+        '--no-random-baseline',
+        *_code_options(codes),
+    ]
     result = CliRunner().invoke(cli, arguments, catch_exceptions=False)
     match = re.search(r'ActiveLearningWorkChain<(\d+)> finished with exit status', result.output)
     assert match, result.output

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from aiida_mlpot.selection.active import choose_distinct, spread_in_time
+from aiida_mlpot.selection.active import choose_distinct, draw_random, spread_in_time
 
 
 def test_spread_in_time_includes_the_last_and_spreads():
@@ -110,3 +110,11 @@ def test_audit_errors_compare_ml_predictions_with_oracle_labels():
     assert errors['force_rmse'] == pytest.approx(0.2)
     assert errors['energy_rmse'] == pytest.approx(640.0 / 8)  # meV/atom over 8 atoms
     assert audit_errors(planned, labelled[1:]) is None
+
+
+def test_draw_random_is_seeded_and_skips_the_held_out():
+    drawn = draw_random(20, 5, seed=3, held_out=[0, 1, 2, 3])
+    assert drawn == draw_random(20, 5, seed=3, held_out=[0, 1, 2, 3]) and len(set(drawn)) == 5
+    assert not set(drawn) & {0, 1, 2, 3} and drawn == sorted(drawn)
+    assert draw_random(20, 5, seed=4, held_out=[0, 1, 2, 3]) != drawn  # another seed, another draw
+    assert draw_random(6, 10, seed=1, held_out=[2]) == [0, 1, 3, 4, 5]  # a small pool: all the others

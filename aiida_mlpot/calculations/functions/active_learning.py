@@ -8,6 +8,8 @@
   test set (their labels are never wasted).
 * :func:`exploration_starts`: the start frame of every exploration state point (the last sampled frame).
 * :func:`learning_curve`: the per-iteration table of the whole run.
+* :func:`random_baseline_set`: the random baseline's configurations, drawn from the sampling pool at the
+  label budget of the active-learning training set, the held-out ones excluded.
 * :func:`stopped_verdict`: the verdict of a loop stopped outside an assessment (a refit refused by the memory
   plan), so that the ``stopping`` output names that criterion too.
 
@@ -25,7 +27,7 @@ from aiida_mlpot.analysis.convergence import stopped_verdict as verdict_of_stop
 from aiida_mlpot.calculations.functions.exit_codes import calcfunction_exit
 from aiida_mlpot.common.keys import config_index
 from aiida_mlpot.data.dataset import DatasetData
-from aiida_mlpot.selection.active import plan_labels
+from aiida_mlpot.selection.active import draw_random, plan_labels
 
 __all__ = (
     'EXIT_CODES',
@@ -34,6 +36,7 @@ __all__ = (
     'grow_training_set',
     'learning_curve',
     'plan_iteration',
+    'random_baseline_set',
     'stopped_verdict',
 )
 
@@ -269,3 +272,47 @@ def stopped_verdict(state: orm.Dict, **previous) -> orm.Dict:
             verdict, values['criterion'], values['reason'], values['iteration'], values['oracle_calls']
         )
     )
+
+
+@calcfunction
+def random_baseline_set(pool: DatasetData, spec: orm.Dict, held_out: DatasetData) -> dict:
+    """Draw the random baseline's configurations from the sampling pool.
+
+    :param pool: the sampling pool.
+    :param spec: ``n`` (the label budget: the size of the active-learning training set) and ``seed``.
+    :param held_out: the test set; its configurations that came from ``pool`` (lineage ``pool_uuid`` and
+        ``pool_index``) are not drawn.
+    :return: ``selected`` (DatasetData: the drawn frames, with ``pool_index`` and ``pool_uuid``) and ``record``
+        (Dict: ``n_budget``, ``n_drawn`` (fewer only when the pool is too small), ``seed``, ``n_pool``,
+        ``n_held_out`` and ``pool_indices``).
+    """
+    settings = spec.get_dict()
+    unknown = sorted(set(settings) - {'n', 'seed'})
+    if unknown or 'n' not in settings:
+        message = f'unknown keys {unknown}' if unknown else 'missing key `n`'
+        return calcfunction_exit(EXIT_CODES, 'ERROR_INVALID_SPEC', message=f'{message}; known: n, seed')
+    frames = pool.to_ase()
+    excluded = sorted(
+        {
+            int(row['pool_index'])
+            for row in held_out.lineage
+            if row.get('pool_uuid') == pool.uuid and row.get('pool_index') is not None
+        }
+    )
+    seed = int(settings.get('seed', 1))
+    indices = draw_random(len(frames), int(settings['n']), seed, excluded)
+    selected = []
+    for index in indices:
+        atoms = frames[index]
+        atoms.info['pool_index'] = index
+        atoms.info['pool_uuid'] = pool.uuid
+        selected.append(atoms)
+    record = {
+        'n_budget': int(settings['n']),
+        'n_drawn': len(selected),
+        'seed': seed,
+        'n_pool': len(frames),
+        'n_held_out': len(excluded),
+        'pool_indices': indices,
+    }
+    return {'selected': DatasetData.from_ase(selected, allow_partial=True), 'record': orm.Dict(record)}

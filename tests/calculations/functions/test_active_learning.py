@@ -12,6 +12,7 @@ from aiida_mlpot.calculations.functions.active_learning import (
     grow_training_set,
     learning_curve,
     plan_iteration,
+    random_baseline_set,
     stopped_verdict,
 )
 from aiida_mlpot.calculations.functions.exit_codes import check_exit_code_table
@@ -138,3 +139,17 @@ def test_stopped_verdict_names_the_criterion_and_keeps_the_last_assessment():
     last = orm.Dict({'stable': True, 'audit_ok': False, 'stop': False, 'criterion': None})
     after = stopped_verdict(orm.Dict(state), verdict=last).get_dict()
     assert after['stable'] and not after['audit_ok'] and after['criterion'] == 'refit_exceeds_memory'
+
+
+def test_random_baseline_set_draws_the_budget_and_never_a_held_out_frame():
+    pool = DatasetData.from_ase([_frame(seed, 10 * seed) for seed in range(12)])
+    held_out = [frame for index, frame in enumerate(pool.to_ase()) if index in (1, 4, 7)]
+    for index, frame in zip((1, 4, 7), held_out):
+        frame.info.update({'pool_index': index, 'pool_uuid': pool.uuid})
+    result = random_baseline_set(pool, orm.Dict({'n': 6, 'seed': 2}), DatasetData.from_ase(held_out))
+    record = result['record'].get_dict()
+    assert record['n_budget'] == record['n_drawn'] == len(result['selected']) == 6
+    assert record['n_held_out'] == 3 and not {1, 4, 7} & set(record['pool_indices'])
+    assert [row['pool_index'] for row in result['selected'].lineage] == record['pool_indices']
+    _, node = random_baseline_set.run_get_node(pool, orm.Dict({'m': 6}), DatasetData.from_ase(held_out))
+    assert node.exit_status == 201 and 'unknown keys' in node.exit_message

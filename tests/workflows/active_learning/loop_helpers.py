@@ -34,9 +34,19 @@ SMALL = {
 
 
 def run_loop(
-    structure, potential, temperatures, codes, oracle='classical', overrides=None, potential_files=None
+    structure,
+    potential,
+    temperatures,
+    codes,
+    oracle='classical',
+    overrides=None,
+    potential_files=None,
+    **kwargs,
 ):
-    """Run the loop built by ``get_builder_from_protocol`` with the ``fast`` protocol and ``overrides``."""
+    """Run the loop built by ``get_builder_from_protocol`` with the ``fast`` protocol and ``overrides``.
+
+    The random baseline is off unless ``random_baseline=True`` is passed (it has a test of its own).
+    """
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
         structure,
         potential,
@@ -46,6 +56,7 @@ def run_loop(
         overrides=overrides or SMALL,
         codes=codes,
         potential_files=potential_files,
+        **{'random_baseline': False, **kwargs},
     )
     return run_get_node(builder)
 

@@ -192,9 +192,14 @@ def compare_density(
     The relative error is judged against ``density_relative``; its statistical error (block-averaged standard
     errors of both runs, combined) makes the verdict inconclusive when it exceeds half the tolerance. The
     potential's own drift (a run that keeps expanding or collapsing) is judged against ``density_drift``.
+    When the block averaging of either run did not converge (``converged`` False: the run is shorter than its
+    correlation time, e.g. one barostat oscillation, and its error is only a lower bound), the density verdict
+    is inconclusive whatever the difference: measured on 64-atom molten NaCl, eight 1.6-ps NPT runs of the
+    same teacher from the same start gave means of 1.15 to 1.38 g/cm³ (the converged value is 1.30), each with
+    a block-averaged error of only 0.02.
 
     :returns: ``{'density', 'density_sem', 'reference_density', 'reference_density_sem' (g/cm³),
-        'relative_error', 'relative_error_sem', 'tolerance', 'density_verdict', 'drift': {'value', 'sem',
+        'relative_error', 'relative_error_sem', 'tolerance', 'converged', 'density_verdict', 'drift': {'value', 'sem',
         'tolerance', 'verdict'}, 'verdict'}``; ``verdict`` joins the density and the drift verdicts.
     """
     if (reference_frames is None) == (reference_density is None):
@@ -209,6 +214,9 @@ def compare_density(
         ref_density, ref_sem = float(reference_density), 0.0
     relative = _relative(density, ref_density)
     relative_sem = float(np.hypot(density_sem, ref_sem) / ref_density)
+    # a run shorter than its correlation time (a barostat oscillation) has only a lower bound of its error
+    converged = bool(stats['density']['converged'] and (reference_frames is None or reference['converged']))
+    density_verdict = _judge(relative, tol['density_relative'], relative_sem) if converged else INCONCLUSIVE
     drift, drift_sem = stats['relative_drift'], stats['relative_drift_sem']
     result = {
         'density': density,
@@ -218,7 +226,8 @@ def compare_density(
         'relative_error': relative,
         'relative_error_sem': relative_sem,
         'tolerance': tol['density_relative'],
-        'verdict': _judge(relative, tol['density_relative'], relative_sem),
+        'converged': converged,
+        'verdict': density_verdict,
         'drift': {
             'value': drift,
             'sem': drift_sem,
@@ -227,7 +236,7 @@ def compare_density(
         },
     }
     result['verdict'] = overall_verdict({'density': {'verdict': result['verdict']}, 'drift': result['drift']})
-    result['density_verdict'] = _judge(relative, tol['density_relative'], relative_sem)
+    result['density_verdict'] = density_verdict
     return result
 
 

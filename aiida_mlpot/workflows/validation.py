@@ -159,6 +159,37 @@ PORTS = {
 }
 
 
+#: The crystal reference besides the teacher's potential: user values, or the LAMMPS executable of the teacher.
+CRYSTAL_REFERENCE_PORTS = {
+    'properties': (
+        orm.Dict,
+        'Values the user supplies (keys of the `properties` of SolidPropertiesCalculation).',
+    ),
+    'lammps_code': (
+        orm.InstalledCode,
+        'The LAMMPS executable of `classical` (on the computer of `crystal.code`).',
+    ),
+}
+#: Outputs besides `rdf_plots`: (valid type, required, help).
+OUTPUTS = {
+    'validation': (orm.Dict, True, 'Every figure and verdict: per state point and run, rerun, crystal.'),
+    'verdict': (orm.Str, True, 'The overall verdict: pass, fail or inconclusive.'),
+    'rerun_labelled': (DatasetData, False, 'The relabelled ML-MD frames.'),
+    'crystal_plot': (
+        orm.SinglefileData,
+        False,
+        'E(V) and phonon bands of the potential over the reference (PNG).',
+    ),
+}
+EXIT_CODES = {
+    401: ('ERROR_SUB_PROCESS_FAILED_REFERENCE', 'the reference MD failed: {message}'),
+    402: ('ERROR_SUB_PROCESS_FAILED_ML_MD', 'the ML MD of {key} failed: {message}'),
+    403: ('ERROR_SUB_PROCESS_FAILED_RERUN', 'the rerun labelling failed: {message}'),
+    404: ('ERROR_COMPARISON_FAILED', 'the comparison {label} failed: {message}'),
+    405: ('ERROR_SUB_PROCESS_FAILED_CRYSTAL', 'the crystal properties of the {which} failed: {message}'),
+}
+
+
 class ValidationWorkChain(ProtocolMixin, WorkChain):
     """Physical validation of a GAP against a reference: MD at state points (liquid) and crystal properties."""
 
@@ -198,22 +229,12 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
             'crystal'
         ].validator = None  # the calculation's own validator runs on each of the two launches
         spec.input_namespace('crystal_reference', required=False, help='The crystal reference: one of these.')
-        spec.input(
-            'crystal_reference.properties',
-            valid_type=orm.Dict,
-            required=False,
-            help='Values the user supplies (keys of the `properties` of SolidPropertiesCalculation).',
-        )
         define_potential_ports(
             spec, 'crystal_reference', 'classical', 'A LAMMPS teacher (computed like the GAP).'
         )
         spec.inputs['crystal_reference']['classical'].required = False
-        spec.input(
-            'crystal_reference.lammps_code',
-            valid_type=orm.InstalledCode,
-            required=False,
-            help='The LAMMPS executable of `classical` (on the computer of `crystal.code`).',
-        )
+        for name, (valid_type, help_text) in CRYSTAL_REFERENCE_PORTS.items():
+            spec.input(f'crystal_reference.{name}', valid_type=valid_type, required=False, help=help_text)
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -228,33 +249,11 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
             cls.results,
         )
 
-        spec.output(
-            'validation',
-            valid_type=orm.Dict,
-            help='Every figure and verdict, per state point and run, crystal.',
-        )
-        spec.output('verdict', valid_type=orm.Str, help='The overall verdict: pass, fail or inconclusive.')
         spec.output_namespace('rdf_plots', valid_type=orm.SinglefileData, dynamic=True, help='RDF overlays.')
-        spec.output(
-            'rerun_labelled', valid_type=DatasetData, required=False, help='The relabelled ML-MD frames.'
-        )
-        spec.output(
-            'crystal_plot',
-            valid_type=orm.SinglefileData,
-            required=False,
-            help='E(V) and phonon bands of the potential over the reference (PNG).',
-        )
-        spec.exit_code(
-            401, 'ERROR_SUB_PROCESS_FAILED_REFERENCE', message='the reference MD failed: {message}'
-        )
-        spec.exit_code(402, 'ERROR_SUB_PROCESS_FAILED_ML_MD', message='the ML MD of {key} failed: {message}')
-        spec.exit_code(403, 'ERROR_SUB_PROCESS_FAILED_RERUN', message='the rerun labelling failed: {message}')
-        spec.exit_code(404, 'ERROR_COMPARISON_FAILED', message='the comparison {label} failed: {message}')
-        spec.exit_code(
-            405,
-            'ERROR_SUB_PROCESS_FAILED_CRYSTAL',
-            message='the crystal properties of the {which} failed: {message}',
-        )
+        for name, (valid_type, required, help_text) in OUTPUTS.items():
+            spec.output(name, valid_type=valid_type, required=required, help=help_text)
+        for status, (label, message) in EXIT_CODES.items():
+            spec.exit_code(status, label, message=message)
 
     @classmethod
     def get_builder_from_protocol(

@@ -253,7 +253,7 @@ def compare_rerun(sample: DatasetData, labelled: DatasetData) -> orm.Dict:
     :param labelled: the same frames labelled by the reference (``LabellingWorkChain``; ``label_key`` =
         ``config_00000``, ... the index in ``sample``); frames the labelling excluded are left out.
     :returns: ``{'errors': compute_errors (overall and per run), 'pressure_bias': {'mean_bar', 'sem_bar',
-        'count'}, 'labelled', 'sampled'}``. Figures only: no verdict (no tolerance is defined for them).
+        'count'}, 'pressure_bias_per_run': {run: same}, 'labelled', 'sampled'}``. Figures only: no verdict (no tolerance is defined for them).
     """
     predicted_all = sample.to_ase()
     reference, predicted = [], []
@@ -274,6 +274,12 @@ def compare_rerun(sample: DatasetData, labelled: DatasetData) -> orm.Dict:
         {
             'errors': compute_errors(reference, predicted),
             'pressure_bias': _pressure_bias(reference, predicted),
+            'pressure_bias_per_run': {
+                run: _pressure_bias(
+                    *zip(*[(r, p) for r, p in zip(reference, predicted) if r.info['config_type'] == run])
+                )
+                for run in sorted({atoms.info['config_type'] for atoms in reference})
+            },
             'labelled': len(reference),
             'sampled': len(predicted_all),
             'excluded': sorted(

@@ -169,8 +169,25 @@ def worker_pids(client, attempts: int = 5) -> list[int]:
     return []
 
 
+STOP = {'requested': 0}
+
+
+def request_stop(signum, _frame) -> None:
+    """SIGINT/SIGTERM: the first stops the submission (the wait goes on for the jobs submitted), the second
+    stops the wait; then the figures of what was measured are printed and the services stopped."""
+    STOP['requested'] += 1
+    what = 'submitting' if STOP['requested'] == 1 else 'waiting'
+    print(f'signal {signum}: stopped {what}; the figures are those of the jobs submitted', flush=True)
+
+
 def run(args, services, workers: list[int], builders) -> dict:
-    """Submit the builders to the running daemon, wait, and return the figures."""
+    """Submit the builders to the running daemon, wait, and return the figures.
+
+    A SIGINT or SIGTERM ends the submission early, a second one the wait; the figures are then those of the jobs
+    submitted (``n_submitted``), marked ``stopped_early``.
+    """
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     import psutil
     from aiida import orm
     from aiida.engine import submit
@@ -188,11 +205,14 @@ def run(args, services, workers: list[int], builders) -> dict:
     start = time.monotonic()
     pks = []
     for index, builder in enumerate(builders, start=1):
+        if STOP['requested']:
+            break
         pks.append(submit(builder).pk)
         if index % 50 == 0:
             print(f'  submitted {index}/{args.n} in {time.monotonic() - start:.1f} s', flush=True)
     submitted = time.monotonic() - start
-    print(f'submitted {args.n} in {submitted:.1f} s ({submitted / args.n * 1e3:.1f} ms each)')
+    n = len(pks)
+    print(f'submitted {n} in {submitted:.1f} s ({submitted / max(n, 1) * 1e3:.1f} ms each)')
 
     def terminated() -> int:
         query = orm.QueryBuilder().append(
@@ -208,7 +228,7 @@ def run(args, services, workers: list[int], builders) -> dict:
     # `stall_factor` times the mean interval measured so far (a rate-proportional limit: a loaded machine is slow,
     # not stuck), or at the optional hard --timeout. A progress line every 30 s gives the rate and the ETA.
     done, last_report, last_change, stalled = 0, 0.0, time.monotonic(), False
-    while done < args.n:
+    while done < n and STOP['requested'] < 2:
         time.sleep(2.0)
         now = time.monotonic()
         new_done = terminated()
@@ -220,9 +240,9 @@ def run(args, services, workers: list[int], builders) -> dict:
             max(args.min_stall, args.stall_factor * interval) if interval else max(args.min_stall, 1800)
         )
         if now - last_report > 30:
-            eta = f'{(args.n - done) * interval:.0f} s' if interval else 'unknown'
+            eta = f'{(n - done) * interval:.0f} s' if interval else 'unknown'
             print(
-                f'  {elapsed:7.1f} s: {done}/{args.n} terminated, {done / elapsed:.3f}/s, ETA {eta}; '
+                f'  {elapsed:7.1f} s: {done}/{n} terminated, {done / elapsed:.3f}/s, ETA {eta}; '
                 f'{now - last_change:.0f} s since the last termination (limit {stall_limit:.0f} s); '
                 f'load {os.getloadavg()[0]:.1f}',
                 flush=True,
@@ -259,11 +279,13 @@ def run(args, services, workers: list[int], builders) -> dict:
     n_done = len(lifetimes)
     figures = {
         'n': args.n,
+        'n_submitted': n,
+        'stopped_early': bool(STOP['requested']),
         'workers': args.workers,
         'slots_per_worker': args.slots,
         'states': states,
         'timed_out': stalled,
-        'not_terminated': args.n
+        'not_terminated': n
         - sum(v for k, v in states.items() if k.startswith('finished') or k in ('excepted', 'killed')),
         'messages_left_in_rabbitmq': left,
         'workers_died': workers_alive != worker_pids,
@@ -285,7 +307,7 @@ def report(args, figures: dict) -> None:
     n_ok, left = figures['states'].get('finished_ok', 0), figures['messages_left_in_rabbitmq']
     print(json.dumps(figures, indent=2))
     print(
-        f'{n_ok}/{args.n} finished ok, {figures["not_terminated"]} not terminated '
+        f'{n_ok}/{figures["n_submitted"]} submitted ({args.n} planned) finished ok, {figures["not_terminated"]} not terminated '
         f'(timed out: {figures["timed_out"]}), {left} messages left in RabbitMQ; '
         f'throughput {figures["throughput_per_s"]:.2f} jobs/s ({figures["throughput_per_hour"]:.0f}/h); '
         f'wall per process {figures["wall_per_process_s"]:.3f} s (AiiDA documents ~0.2 s on a fast workstation; '

@@ -499,37 +499,34 @@ OUTPUTS = {
         _OPTIONAL,
     ),
 }
-#: Exit codes: status -> (label, message).
-EXIT_CODES = {
-    401: ('ERROR_SUB_PROCESS_FAILED_SAMPLING', 'the sampling failed: {message}'),
-    402: ('ERROR_SUB_PROCESS_FAILED_SELECTION', 'the selection failed: {message}'),
-    403: ('ERROR_SUB_PROCESS_FAILED_LABELLING', 'the labelling failed: {message}'),
-    404: ('ERROR_SUB_PROCESS_FAILED_FITTING', 'the fit failed: {message}'),
-    405: ('ERROR_SUB_PROCESS_FAILED_EXPLORATION', 'the ML MD failed: {message}'),
-    406: (
-        'ERROR_SUB_PROCESS_FAILED_RANDOM_BASELINE',
-        'the random baseline failed: {message}; the outputs of the loop are attached.',
-    ),
-    407: (
-        'ERROR_SUB_PROCESS_FAILED_VALIDATION',
-        'the validation failed: {message}; the outputs of the loop are attached.',
-    ),
-    410: (
+_ATTACHED = 'the outputs of the loop are attached.'
+_LAST = 'the outputs are those of the last potential.'
+#: Exit codes: (status, label, message).
+EXIT_CODES = (
+    (401, 'ERROR_SUB_PROCESS_FAILED_SAMPLING', 'the sampling failed: {message}'),
+    (402, 'ERROR_SUB_PROCESS_FAILED_SELECTION', 'the selection failed: {message}'),
+    (403, 'ERROR_SUB_PROCESS_FAILED_LABELLING', 'the labelling failed: {message}'),
+    (404, 'ERROR_SUB_PROCESS_FAILED_FITTING', 'the fit failed: {message}'),
+    (405, 'ERROR_SUB_PROCESS_FAILED_EXPLORATION', 'the ML MD failed: {message}'),
+    (406, 'ERROR_SUB_PROCESS_FAILED_RANDOM_BASELINE', 'the random baseline failed: {message}; ' + _ATTACHED),
+    (407, 'ERROR_SUB_PROCESS_FAILED_VALIDATION', 'the validation failed: {message}; ' + _ATTACHED),
+    (
+        410,
         'ERROR_MAX_ITERATIONS',
-        'not converged after {iterations} iterations (max_iterations): {reason}; the outputs are those of the last '
-        'potential.',
+        'not converged after {iterations} iterations (max_iterations): {reason}; ' + _LAST,
     ),
-    411: (
+    (
+        411,
         'ERROR_MAX_ORACLE_CALLS',
-        'not converged within {calls} oracle calls (max_oracle_calls): {reason}; the outputs are those of the last '
-        'potential.',
+        'not converged within {calls} oracle calls (max_oracle_calls): {reason}; ' + _LAST,
     ),
-    412: (
+    (
+        412,
         'ERROR_REFIT_EXCEEDS_MEMORY',
-        'the fit of iteration {iteration} was not launched, the memory plan says it will not fit: {message}; the '
-        'outputs are those of the last potential.',
+        'the fit of iteration {iteration} was not launched, the memory plan says it will not fit: {message}; '
+        + _LAST,
     ),
-}
+)
 
 
 def _flat_outputs(node) -> dict:
@@ -618,7 +615,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 help=f'The outputs of ValidationWorkChain on the {which.replace("_", " ")} potential '
                 '(`validation`, `verdict`, `rdf_plots_<run>`, ...).',
             )
-        for status, (label, message) in EXIT_CODES.items():
+        for status, label, message in EXIT_CODES:
             spec.exit_code(status, label, message=message)
 
     # --- builder ----------------------------------------------------------------------------------------------

@@ -181,13 +181,14 @@ OUTPUTS = {
         'E(V) and phonon bands of the potential over the reference (PNG).',
     ),
 }
-EXIT_CODES = {
-    401: ('ERROR_SUB_PROCESS_FAILED_REFERENCE', 'the reference MD failed: {message}'),
-    402: ('ERROR_SUB_PROCESS_FAILED_ML_MD', 'the ML MD of {key} failed: {message}'),
-    403: ('ERROR_SUB_PROCESS_FAILED_RERUN', 'the rerun labelling failed: {message}'),
-    404: ('ERROR_COMPARISON_FAILED', 'the comparison {label} failed: {message}'),
-    405: ('ERROR_SUB_PROCESS_FAILED_CRYSTAL', 'the crystal properties of the {which} failed: {message}'),
-}
+#: Exit codes: label -> (status, what failed); the message is '<what> failed: {message}'.
+EXIT_CODES = dict(
+    ERROR_SUB_PROCESS_FAILED_REFERENCE=(401, 'the reference MD'),
+    ERROR_SUB_PROCESS_FAILED_ML_MD=(402, 'the ML MD of {key}'),
+    ERROR_SUB_PROCESS_FAILED_RERUN=(403, 'the rerun labelling'),
+    ERROR_COMPARISON_FAILED=(404, 'the comparison {label}'),
+    ERROR_SUB_PROCESS_FAILED_CRYSTAL=(405, 'the crystal properties of the {which}'),
+)
 
 
 class ValidationWorkChain(ProtocolMixin, WorkChain):
@@ -252,8 +253,8 @@ class ValidationWorkChain(ProtocolMixin, WorkChain):
         spec.output_namespace('rdf_plots', valid_type=orm.SinglefileData, dynamic=True, help='RDF overlays.')
         for name, (valid_type, required, help_text) in OUTPUTS.items():
             spec.output(name, valid_type=valid_type, required=required, help=help_text)
-        for status, (label, message) in EXIT_CODES.items():
-            spec.exit_code(status, label, message=message)
+        for label, (status, subject) in EXIT_CODES.items():
+            spec.exit_code(status, label, message=f'{subject} failed: {{message}}')
 
     @classmethod
     def get_builder_from_protocol(

@@ -339,6 +339,7 @@ def build_data(name: str, system: dict, workdir: pathlib.Path, quick: bool) -> d
         parameters = {**common, **state, 'equilibration_steps': 2500, 'production_steps': steps}
         data[tag] = teacher_md(potential, first, parameters, workdir, tag)
     data['pool'] = data['pool_nvt'] + data['pool_npt']
+    data['test'], data['hot'] = data['test'][::2], data['hot'][::2]  # 26 frames each: the machine was loaded
     return data
 
 
@@ -468,7 +469,7 @@ def evaluate(
     name: str, system: dict, data: dict, potential: dict, workdir: pathlib.Path, md_steps: int, npt: bool
 ) -> dict:
     """Judge one potential: test and hot errors, the audit on ML-visited frames, stability, RDF, density."""
-    result_file = workdir / 'evaluation.json'
+    result_file = workdir / f'evaluation_{md_steps}.json'  # one per audit length
     if result_file.exists():
         return json.loads(result_file.read_text())
     teacher = system['teacher']()
@@ -487,7 +488,7 @@ def evaluate(
     }
     start = data['test'][0]
     tick = time.process_time()
-    summary, trajectory, _ = ml_md_run(potential, start, workdir / 'audit_md', md)
+    summary, trajectory, _ = ml_md_run(potential, start, workdir / f'audit_md_{md_steps}', md)
     visited = trajectory[1:]
     result['stability'] = {
         'outcome': summary['outcome'],
@@ -500,7 +501,7 @@ def evaluate(
         visited = visited[:-1]
     visited = [f for f in visited if 'forces' in f.arrays and 'energy' in f.info]
     if visited:
-        labelled = teacher_labels(teacher, visited, workdir / 'audit_labels')
+        labelled = teacher_labels(teacher, visited, workdir / f'audit_labels_{md_steps}')
         result['audit'] = _summary(compute_errors(labelled, visited))
         r_max = _rdf_r_max(visited + data['test'])
         reference = partial_rdfs(data['test'], r_max, n_bins=120)
@@ -562,7 +563,7 @@ def run_passive(
     name, system, data, method, budget, seed, workdir, parameters, md_steps, npt, label='fast'
 ) -> dict:
     cell = workdir / f'{label}_{method}_n{budget}_s{seed}'
-    record_file = cell / 'record.json'
+    record_file = cell / f'record_{md_steps}.json'
     if record_file.exists():
         return json.loads(record_file.read_text())
     indices = select(method, data['pool'], budget, seed)
@@ -587,7 +588,7 @@ def run_passive(
 def run_active(name, system, data, seed, workdir, parameters, md_steps, budgets, npt, options) -> list[dict]:
     """The active-learning loop (see the module docstring); one record per evaluated iteration."""
     base = workdir / f'fast_active_s{seed}'
-    done_file = base / 'records.json'
+    done_file = base / f'records_{md_steps}.json'
     if done_file.exists():
         return json.loads(done_file.read_text())
     base.mkdir(parents=True, exist_ok=True)
@@ -702,7 +703,7 @@ def run_system(args) -> None:
     }
     # the cells in order: --cells method:budget:seed (active:seed) as given, else seed-major over the grid,
     # so that a run cut short still holds complete sets
-    if args.cells:
+    if args.cells is not None:  # [] (--cells alone): no cell, e.g. only the peer row
         cells = [tuple(int(x) if x.isdigit() else x for x in cell.split(':')) for cell in args.cells]
     else:
         cells = []
@@ -821,7 +822,7 @@ def main(argv=None) -> None:
         '--peer-md-steps', type=int, help='cap of the peer row audit ML MD (default: as the others)'
     )
     run.add_argument('--al-iterations', type=int, default=3, help='active learning: most explorations')
-    run.add_argument('--cells', nargs='+', help='explicit order: method:budget:seed or active:seed')
+    run.add_argument('--cells', nargs='*', help='explicit order: method:budget:seed or active:seed')
     run.add_argument('--quick', action='store_true', help='budgets 8/16, short teacher and ML MD: minutes')
     solids = sub.add_parser('solids', help='gold: crystal properties of every GAP against the EAM teacher')
     solids.add_argument('--system', default='au_liquid')

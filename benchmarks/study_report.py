@@ -22,18 +22,17 @@ def load(workdir: pathlib.Path) -> dict[str, list[dict]]:
     """Return the records per system; active-learning records keep every iteration."""
     systems = defaultdict(list)
     for system_dir in sorted(p for p in workdir.iterdir() if p.is_dir()):
-        for path in sorted(system_dir.glob('*/record.json')):
+        for path in sorted(system_dir.glob('*/record_*.json')):
             record = json.loads(path.read_text())
             _attach_crystal(record, path.parent / 'fit' / 'crystal.json')
             systems[system_dir.name].append(record)
         for base in sorted(system_dir.glob('fast_active_s*')):
-            path = base / 'records.json'
-            if not path.exists():
-                path = base / 'progress.json'
+            done = sorted(base.glob('records_*.json'))
+            path = done[-1] if done else base / 'progress.json'
             if path.exists():
                 records = json.loads(path.read_text())
                 for record in records:
-                    record['final'] = record is records[-1] and (base / 'records.json').exists()
+                    record['final'] = record is records[-1] and bool(done)
                     _attach_crystal(record, base / f'fit_{record["iteration"]:02d}' / 'crystal.json')
                 systems[system_dir.name].extend(records)
     return dict(systems)

@@ -115,23 +115,25 @@ def prepare(record: Record, codes: dict, n_train: int) -> None:
     )
 
 
-def fit(record: Record, codes: dict, variant: str) -> None:
+def fit(
+    record: Record, codes: dict, variant: str, key: str, train: str = 'train', test: str = 'test'
+) -> None:
+    """Fit ``record[train]`` with the parameters of ``variant``; record the potential as ``key``."""
     from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
 
-    key = f'gap_{variant}'
     if key in record:
         return
     builder = GapFitWorkChain.get_builder_from_protocol(
         codes['gap_fit'],
-        record.node('train'),
+        record.node(train),
         protocol='fast',
         overrides=VARIANTS[variant] or None,
-        test_dataset=record.node('test'),
+        test_dataset=record.node(test),
         python_code=codes['python'],
     )
-    results, _, _ = run_checked(builder, f'initial fit ({variant})')
+    results, _, _ = run_checked(builder, f'fit of {train} ({variant})')
     record.set(key, results['potential'].uuid)
-    record.set(f'metrics_{variant}', results['metrics'].get_dict()['overall'])
+    record.set(key.replace('gap', 'metrics', 1), results['metrics'].get_dict()['overall'])
 
 
 def plain_npt(record: Record, codes: dict, key: str, potential_key: str, n_steps: int) -> None:
@@ -212,6 +214,8 @@ def active_learning(
     rows = results['learning_curve'].get_dict()['iterations']
     added = len(results['training_set']) - len(record.node('train'))
     record.set(f'gap_after_{variant}', results['potential'].uuid)
+    record.set('train_after', results['training_set'].uuid)
+    record.set('test_after', results['test_set'].uuid)
     record.set(
         key,
         {
@@ -252,16 +256,21 @@ def plot(record: Record, path: pathlib.Path) -> None:
             if not entry or not entry.get('volume_trace'):
                 continue
             steps, volumes = zip(*entry['volume_trace'])
-            v0 = volumes[0]
-            label = f'{"with" if variant == "virials" else "without"} virials: {entry["outcome"]} after {entry["steps_survived"]} steps'
-            ax.plot([2e-3 * s for s in steps], [v / v0 for v in volumes], style, label=label)
-        for bound in (1.5, 1 / 1.5):
-            ax.axhline(bound, color='grey', lw=0.7, ls=':')
+            times = [2e-3 * (step - steps[0]) for step in steps]  # ps since the start of the ML run
+            label = (
+                f'{"with" if variant == "virials" else "without"} virials: {entry["outcome"]} after '
+                f'{entry["steps_survived"]} of {entry["steps_requested"]} steps'
+            )
+            (line,) = ax.plot(times, [v / volumes[0] for v in volumes], style, label=label)
+            if entry['outcome'] == 'unstable':
+                ax.plot(times[-1], volumes[-1] / volumes[0], 'x', color=line.get_color(), ms=9)
         title = (
-            'initial GAP (6 configurations)' if stage == 'before' else 'after active learning (NPT 1400 K)'
+            'initial set (6 configurations)'
+            if stage == 'before'
+            else "the loop's final training set (NPT 1400 K)"
         )
         ax.set_title(title)
-        ax.set_xlabel('time (ps)')
+        ax.set_xlabel('time since the start of the ML MD (ps); x: stopped unstable')
         ax.legend(fontsize=8, loc='upper left')
     axes[0].set_ylabel('V / V(0)')
     fig.suptitle('Plain NPT ML MD of 64-atom NaCl, 1400 K, 1 bar (local GAP, Tosi-Fumi teacher)')
@@ -295,12 +304,16 @@ def main(argv=None) -> int:
         )
     for variant in args.variants:
         if 'before' in args.stages:
-            fit(record, codes, variant)
+            fit(record, codes, variant, f'gap_{variant}')
             plain_npt(record, codes, f'before_{variant}', f'gap_{variant}', args.steps)
         if 'loop' in args.stages:
             active_learning(record, codes, variant, args.target_steps, args.max_iterations)
         if 'after' in args.stages and f'gap_after_{variant}' in record:
             plain_npt(record, codes, f'after_{variant}', f'gap_after_{variant}', args.steps)
+        if 'after' in args.stages and variant == 'virials' and 'train_after' in record:
+            # the virial test on the same data: the loop's final training set refitted without its virials
+            fit(record, codes, 'no_virials', 'gap_after_no_virials', 'train_after', 'test_after')
+            plain_npt(record, codes, 'after_no_virials', 'gap_after_no_virials', args.steps)
     DOCS.mkdir(parents=True, exist_ok=True)
     plot(record, DOCS / 'npt_rescue.png')
     (DOCS / 'npt_rescue.json').write_text(json.dumps(record.data, indent=1, sort_keys=True))

@@ -121,6 +121,46 @@ def curve(node) -> dict:
     }
 
 
+def curve_from_reports(lines: list[str]) -> dict:
+    """Cumulative steps and oracle calls of a loop that has not finished, from its own report lines.
+
+    ``lines`` are the loop's ``[REPORT]`` lines (as printed by ``run_get_node``): per iteration the replica's
+    outcome and steps (``plan``), the frames sent to the oracle (``labelling N configurations``) and the audit
+    errors (``assess``). Only iterations whose labelling was reported are counted.
+    """
+    import re
+
+    steps, calls, audits = [0], [], []
+    pending_steps = None
+    for line in lines:
+        if m := re.search(r'\|plan\]: T\S+: \w+ after (\d+) steps', line):
+            pending_steps = int(m.group(1))
+        elif m := re.search(r'\|run_labelling\]: labelling (\d+) configurations', line):
+            calls.append((calls[-1] if calls else 0) + int(m.group(1)))
+            if pending_steps is not None:
+                steps.append(steps[-1] + pending_steps)
+                pending_steps = None
+        elif m := re.search(
+            r'\|assess\]: iteration (\d+): audit force RMSE ([\d.]+) eV/Å, energy RMSE ([\d.]+)', line
+        ):
+            audits.append(
+                {
+                    'iteration': int(m.group(1)),
+                    'force_rmse': float(m.group(2)),
+                    'energy_rmse': float(m.group(3)),
+                }
+            )
+    return {
+        'cumulative_steps': steps[: len(calls)],
+        'cumulative_calls': calls,
+        'final_audit': audits[-1] if audits else None,
+        'audits': audits,
+        'iterations': [None] * (len(calls) - 1),
+        'exit_status': None,
+        'stopping': {'criterion': 'pending (partial, from the report lines)'},
+    }
+
+
 def plot(results: dict, path: pathlib.Path, ensemble: str) -> None:
     import matplotlib
 
@@ -176,6 +216,14 @@ def main(argv=None) -> int:
         '--ensemble', choices=('npt', 'nvt'), default='npt', help='npt: 1 bar; nvt: 1.30 g/cm³'
     )
     parser.add_argument('--plot', action='store_true', help='only remake the figure and table from the cache')
+    parser.add_argument(
+        '--partial',
+        nargs=2,
+        action='append',
+        metavar=('THRESHOLD', 'LOG'),
+        default=[],
+        help='with --plot: a run that has not finished, read from the report lines in LOG (its own output only)',
+    )
     args = parser.parse_args(argv)
 
     if not args.plot and len(args.thresholds) > 1:  # one process (and profile) per threshold, side by side
@@ -216,6 +264,11 @@ def main(argv=None) -> int:
         path = args.cache / f'oracle_calls_{args.ensemble}_{name}.json'
         if path.exists():
             results[name] = json.loads(path.read_text())
+    for name, log in args.partial:
+        if name not in results:
+            lines = [line for line in pathlib.Path(log).read_text().splitlines() if '[REPORT]' in line]
+            results[name] = {**curve_from_reports(lines), 'relative_threshold': THRESHOLDS[name]}
+    results = {name: results[name] for name in THRESHOLDS if name in results}
     DOCS.mkdir(parents=True, exist_ok=True)
     stem = 'oracle_calls' if args.ensemble == 'npt' else 'oracle_calls_nvt'
     plot(results, DOCS / f'{stem}.png', args.ensemble)

@@ -47,3 +47,24 @@ def test_gold_eam_lattice_bulk_and_elastic_constants(eam_gold):
     # measured 183.2, 158.9, 44.7 GPa
     assert (elastic['C11'], elastic['C12'], elastic['C44']) == pytest.approx((183, 159, 45), rel=0.01)
     assert elastic['bulk_modulus_gpa'] == pytest.approx(eos['bulk_modulus_gpa'], rel=0.01)
+
+
+def test_teacher_calculator_of_a_coulombic_potential_reproduces_lammps_labels(
+    nacl_reference_frames, tmp_path
+):
+    """The engine's LAMMPS calculator of a classical dictionary (charges per species, Ewald after the pair lines)
+    gives the energies, forces and virials LAMMPS itself wrote for the reference frames (same cutoff 6.5 Å)."""
+    import numpy as np
+
+    from aiida_mlpot.common.units import stress_to_virial
+    from aiida_mlpot.engines.solids import lammps_calculator
+    from aiida_mlpot.presets import nacl_tosi_fumi
+
+    calculator = lammps_calculator(nacl_tosi_fumi(cutoff=6.5), ['Na', 'Cl'], executable('lmp'), tmp_path)
+    for frame in nacl_reference_frames[::60]:
+        atoms = frame.copy()
+        atoms.calc = calculator
+        assert atoms.get_potential_energy() == pytest.approx(frame.info['energy'], abs=1e-3)
+        assert np.abs(atoms.get_forces() - frame.arrays['forces']).max() < 1e-3
+        virial = stress_to_virial(atoms.get_stress(), atoms.get_volume())
+        assert np.abs(virial - np.reshape(frame.info['virial'], (3, 3))).max() < 1e-2

@@ -51,14 +51,27 @@ class ScaleOut:
 
     def driver(self, command: str, *args: str, timeout: float = 1200.0) -> dict:
         """Run ``driver.py command`` on the scale-out profile and return its JSON result."""
-        result = subprocess.run(
+        return self.driver_result(self.driver_start(command, *args), timeout)
+
+    def driver_start(self, command: str, *args: str) -> subprocess.Popen:
+        """Start ``driver.py command`` on the scale-out profile in the background (see :meth:`driver_result`)."""
+        return subprocess.Popen(
             [sys.executable, str(DRIVER), command, '--name', self.profile, *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout,
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        lines = [line for line in result.stdout.splitlines() if line.startswith('RESULT ')]
-        if result.returncode or not lines:
+
+    @staticmethod
+    def driver_result(process: subprocess.Popen, timeout: float = 1200.0) -> dict:
+        """Wait for a driver started by :meth:`driver_start` (killed after ``timeout``); return its JSON result."""
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        lines = [line for line in stdout.splitlines() if line.startswith('RESULT ')]
+        if process.returncode or not lines:
             raise AssertionError(
-                f'driver {command} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}'
+                f'driver {process.args[2]} failed ({process.returncode}):\n{stdout[-3000:]}\n{stderr[-5000:]}'
             )
         return json.loads(lines[-1][len('RESULT ') :])
 
@@ -143,6 +156,8 @@ def scaleout(tmp_path_factory):
     finally:
         stop_start = time.monotonic()
         if started_daemon:
+            if scaleout is not None:  # also a daemon a driver started again (the loop crash test)
+                scaleout.started_pids += scaleout.daemon_pids(circus=True)
             result = subprocess.run(
                 [str(VERDI), '-p', profile, 'daemon', 'stop'],
                 env=env,
@@ -153,7 +168,7 @@ def scaleout(tmp_path_factory):
             if result.returncode:
                 print(f'verdi daemon stop: {result.stdout} {result.stderr}')
             time.sleep(1)
-            killed = kill_leftovers(scaleout.started_pids if scaleout else [])
+            killed = kill_leftovers(sorted(set(scaleout.started_pids)) if scaleout else [])
             if killed:
                 print(f'daemon processes still running after `verdi daemon stop`, killed: {killed}')
         codes = services.stop()

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
+import signal
 import sys
 import time
 
@@ -21,6 +23,7 @@ from ase.build import bulk
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'scripts' / 'services'))
+sys.path.insert(1, str(ROOT))  # tests.workflows.active_learning.loop_helpers (the argon loop's budgets)
 
 import aiida_setup  # noqa: E402  (scripts/services/aiida_setup.py)
 
@@ -145,6 +148,15 @@ def cmd_setup(args) -> dict:
                 codes[f'{label}@slurm'] = aiida_setup.installed_code(slurm, label, name, plugin).pk
             except ValueError as exception:
                 codes[f'{label}@slurm'] = str(exception)
+        # The uninterrupted reference loop of the crash test has a LAMMPS code of its own: caching is on for the
+        # teacher's rerun, and a code of the same executable and computer hashes the same (caching compares
+        # content, not nodes), so a prepend text makes it distinct and neither run is served from the other.
+        try:
+            codes['lmp-reference@slurm'] = aiida_setup.installed_code(
+                slurm, 'lmp-reference', 'lmp', 'mlpot.lammps.rerun', prepend_text='# reference runs'
+            ).pk
+        except ValueError as exception:
+            codes['lmp-reference@slurm'] = str(exception)
     local = aiida_setup.direct_computer('local', workdir / 'local_work')
     codes['lmp@local'] = aiida_setup.installed_code(local, 'lmp', 'lmp', 'mlpot.lammps.rerun').pk
     return {'profile': args.name, 'caching_enabled_for': cached, 'codes': codes}
@@ -298,10 +310,239 @@ def cmd_crash_finish(args) -> dict:
     return facts
 
 
+#: Options of every calculation of the crash-test loop: a cluster's, plus a sleep that holds every job in SLURM
+#: for 6 s, so that the daemon can be killed while a job of the stage under test runs (not only queued).
+LOOP_OPTIONS = {
+    'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+    'max_wallclock_seconds': 900,
+    'max_memory_kb': 1024 * 1024,
+    'account': 'mlpot-loop',
+    'prepend_text': 'sleep 6',
+}
+#: The stages at which ``loop-crash`` kills the daemon, in order, and the CalcJob class that must be running.
+STAGES = {'labelling': 'LammpsRerunCalculation', 'mlmd': 'MlMdCalculation'}
+
+
+def argon_loop_builder(lammps_label: str):
+    """The loop of tests/workflows/active_learning/test_loop_argon.py (its SMALL budgets, the fast protocol) with
+    every calculation a SLURM job; ``lammps_label`` is the LAMMPS code (sampling and the classical oracle)."""
+    from aiida import orm
+
+    from aiida_mlpot.presets import argon_lj
+    from aiida_mlpot.structures import random_box
+    from aiida_mlpot.workflows.active_learning import ActiveLearningWorkChain
+    from tests.workflows.active_learning.loop_helpers import SMALL
+
+    structure = orm.StructureData(ase=random_box({'Ar': 32}, density=1.40, min_distance=3.0, seed=1))
+    codes = {
+        'lammps': orm.load_code(lammps_label),
+        'gap_fit': orm.load_code('gap_fit@slurm'),
+        'python': orm.load_code('python@slurm'),
+    }
+    return ActiveLearningWorkChain.get_builder_from_protocol(
+        structure, argon_lj(), temperatures=[90.0], oracle='classical', protocol='fast', overrides=SMALL,
+        codes=codes, options=LOOP_OPTIONS,
+    )  # fmt: skip
+
+
+def tree(root) -> list[str]:
+    """Every process below ``root`` as ``call/link/labels:ProcessLabel:state``, sorted (the shape of the run)."""
+    from aiida.common.links import LinkType
+
+    paths = []
+
+    def walk(node, prefix):
+        for link in node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).all():
+            child = link.node
+            path = f'{prefix}/{link.link_label}' if prefix else link.link_label
+            state = (
+                'ok' if child.is_finished_ok else (child.process_state.value if child.process_state else '?')
+            )
+            paths.append(f'{path}:{child.process_label}:{state}')
+            walk(child, path)
+
+    walk(root, '')
+    return sorted(paths)
+
+
+def loop_facts(node) -> dict:
+    """What the crash test compares: the learning curve, the labellings and their oracle calculations (with the
+    content hash of every configuration sent to the oracle), the process tree, the data nodes made, the sets."""
+    from collections import Counter
+
+    from aiida import orm
+    from aiida.common.links import LinkType
+
+    facts = workchain_facts(node)
+    descendants = node.called_descendants
+    facts['tree'] = tree(node)
+    facts['not_terminated'] = [f'{n.pk}:{n.process_label}' for n in descendants if not n.is_terminated]
+    made = Counter()
+    for process in [node, *descendants]:
+        for link in process.base.links.get_outgoing(link_type=LinkType.CREATE).all():
+            made[link.node.__class__.__name__] += 1
+    facts['created'] = dict(made)
+    labellings = {}
+    for link in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all():
+        if link.node.process_label != 'LabellingWorkChain':
+            continue
+        oracle = [n for n in link.node.called_descendants if n.process_label == STAGES['labelling']]
+        labellings[link.link_label] = {
+            'n_configurations': len(link.node.inputs.dataset),
+            'n_labelled': link.node.outputs.counts['n_labelled'] if link.node.is_finished_ok else None,
+            'oracle_calcs': [
+                {
+                    'pk': calc.pk,
+                    'job_id': calc.get_job_id(),
+                    'cached_from': calc.base.caching.get_cache_source(),
+                    'structure_hashes': sorted(
+                        structure.base.caching.get_hash() for structure in calc.inputs.structures.values()
+                    ),
+                }
+                for calc in oracle
+            ],
+        }
+    facts['labellings'] = labellings
+    if node.is_finished_ok:
+        facts['learning_curve'] = node.outputs.learning_curve.get_dict()['iterations']
+        facts['n_train'] = len(node.outputs.training_set)
+        facts['n_test'] = len(node.outputs.test_set)
+        facts['stopping'] = node.outputs.stopping.get_dict()
+    facts['ctime'] = node.ctime.isoformat()
+    facts['n_processes'] = 1 + len(descendants)
+    facts['oracle_code'] = {
+        'label': node.inputs.labelling.classical.code.full_label,
+        'hash': node.inputs.labelling.classical.code.base.caching.get_hash(),
+    }
+    facts['all_calcjobs'] = [n.pk for n in descendants if isinstance(n, orm.CalcJobNode)]
+    facts['process_pks'] = [node.pk, *(n.pk for n in descendants)]
+    return facts
+
+
+def cmd_loop_submit(args) -> dict:
+    """Submit the argon loop (LAMMPS code ``lmp@slurm``) to the daemon; return its pk at once."""
+    from aiida.engine import submit
+
+    node = submit(argon_loop_builder('lmp@slurm'))
+    return {'pk': node.pk}
+
+
+def cmd_loop_reference(args) -> dict:
+    """Run the same loop with the code ``lmp-reference@slurm`` in this process (not the daemon): uninterrupted."""
+    from aiida.engine import run_get_node
+
+    start = time.monotonic()
+    _, node = run_get_node(argon_loop_builder('lmp-reference@slurm'))
+    facts = loop_facts(node)
+    facts['wall_s'] = time.monotonic() - start
+    return facts
+
+
+def squeue_state(job_id) -> str:
+    """The SLURM state of ``job_id`` (``RUNNING``, ``PENDING``, ...), or '' once it has left the queue."""
+    import subprocess
+
+    result = subprocess.run(
+        ['squeue', '-h', '-j', str(job_id), '-o', '%T'], capture_output=True, text=True, timeout=60
+    )
+    return result.stdout.strip()
+
+
+def daemon_pids() -> list[int]:
+    """The circus arbiter of this profile's daemon and all its children (the workers)."""
+    import psutil
+    from aiida.engine.daemon.client import get_daemon_client
+
+    circus = get_daemon_client().get_daemon_pid()
+    if circus is None:  # psutil.Process(None) would be this process
+        raise RuntimeError('the daemon is not running')
+    return sorted({circus, *(p.pid for p in psutil.Process(circus).children(recursive=True))})
+
+
+def wait_for_running_job(node, stage: str, timeout: float):
+    """Return the first CalcJob of ``stage`` below the loop ``node`` that runs in SLURM, or None if the loop ends."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout and not node.is_terminated:
+        for calc in node.called_descendants:
+            if calc.process_label != STAGES[stage] or calc.is_terminated or not calc.get_job_id():
+                continue
+            if squeue_state(calc.get_job_id()) == 'RUNNING':
+                return calc
+        time.sleep(0.3)
+    return None
+
+
+def cmd_loop_crash(args) -> dict:
+    """SIGKILL the daemon (circus and its workers) of the loop ``--pk`` while its teacher-labelling job runs in
+    SLURM, start the daemon again (``verdi daemon start``), then the same while an ML-MD job runs.
+
+    Done here, in one process: no delay between seeing the job run and the kill, and the watch for the next
+    stage starts as soon as the daemon is back (a new Python process per step took minutes on a loaded machine,
+    long enough for the loop to pass the ML MD)."""
+    import subprocess
+
+    from aiida import orm
+
+    node = orm.load_node(args.pk)
+    kills, started = {}, []
+    for stage in STAGES:
+        start = time.monotonic()
+        calc = wait_for_running_job(node, stage, args.timeout)
+        if calc is None:
+            facts = workchain_facts(node)
+            facts.update({'kills': kills, 'daemon_pids': started, 'missed': stage})
+            return facts
+        found = {
+            'calc': calc.pk,
+            'job_id': calc.get_job_id(),
+            'caller': calc.caller.process_label,
+            'waited_s': time.monotonic() - start,
+            'daemon_pids': daemon_pids(),
+        }
+        for pid in found['daemon_pids']:
+            os.kill(pid, signal.SIGKILL)
+        found['slurm_state_after_kill'] = squeue_state(calc.get_job_id())
+        found['calc_state_after_kill'] = calc.process_state.value
+        found['loop_state_after_kill'] = node.process_state.value
+        restart = subprocess.run(
+            [str(pathlib.Path(sys.executable).with_name('verdi')), '-p', args.name, 'daemon', 'start', '2'],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        found['restart'] = restart.returncode
+        for _ in range(30):  # circus may take a while to answer on a loaded machine
+            try:
+                started = daemon_pids()
+                break
+            except Exception:
+                time.sleep(2)
+        kills[stage] = found
+    return {'kills': kills, 'daemon_pids': started}
+
+
+def cmd_loop_finish(args) -> dict:
+    """Wait for the loop ``--pk``; describe it, and every process of the profile that is not terminated."""
+    from aiida import orm
+
+    node = orm.load_node(args.pk)
+    waited = wait([node], args.timeout)
+    facts = loop_facts(node)
+    facts['waited_s'] = waited
+    query = orm.QueryBuilder().append(
+        orm.ProcessNode,
+        filters={'attributes.process_state': {'!in': ['finished', 'excepted', 'killed']}},
+        project=['id', 'attributes.process_label'],
+    )
+    facts['profile_not_terminated'] = query.all()
+    # every process made since the loop started belongs to it or to the reference run (nothing else runs then)
+    since = orm.QueryBuilder().append(orm.ProcessNode, filters={'ctime': {'>=': node.ctime}}, project=['id'])
+    facts['processes_since_submission'] = [pk for (pk,) in since.all()]
+    return facts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument('command', choices=['setup', 'e2e', 'caching', 'crash-submit', 'crash-finish'])
-    parser.add_argument('--pk', type=int, help='the process of crash-submit (crash-finish)')
+    parser.add_argument('command', choices=list(COMMANDS))
+    parser.add_argument('--pk', type=int, help='the process of crash-submit (crash-finish) or loop-submit')
     parser.add_argument('--name', required=True, help='profile name')
     parser.add_argument('--services', help='JSON with the services details (setup)')
     parser.add_argument('--workdir', help='folder for the repository and the computers (setup)')
@@ -312,17 +553,22 @@ def main() -> int:
         import aiida
 
         aiida.load_profile(args.name)
-    commands = {
-        'setup': cmd_setup,
-        'e2e': cmd_e2e,
-        'caching': cmd_caching,
-        'crash-submit': cmd_crash_submit,
-        'crash-finish': cmd_crash_finish,
-    }
-    result = commands[args.command](args)
+    result = COMMANDS[args.command](args)
     print('RESULT ' + json.dumps(result), flush=True)
     return 0
 
+
+COMMANDS = {
+    'setup': cmd_setup,
+    'e2e': cmd_e2e,
+    'caching': cmd_caching,
+    'crash-submit': cmd_crash_submit,
+    'crash-finish': cmd_crash_finish,
+    'loop-submit': cmd_loop_submit,
+    'loop-reference': cmd_loop_reference,
+    'loop-crash': cmd_loop_crash,
+    'loop-finish': cmd_loop_finish,
+}
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -119,3 +119,104 @@ def test_labelling_survives_killed_daemon_workers(scaleout):
     for fact in calcjobs:
         assert names.count(f'aiida-{fact["pk"]}') == 1  # one SLURM job per calculation
         assert completed[int(fact['job_id'])]['JobState'] == 'COMPLETED'
+
+
+def test_active_learning_loop_survives_killed_daemon_workers(scaleout):
+    """The argon loop (test_loop_argon's budgets, every calculation a SLURM job) submitted to the daemon; circus and
+    both workers SIGKILLed once while the teacher labels (its LAMMPS job running in SLURM) and once while the ML MD
+    runs, the daemon started again each time. Compared with the same loop run uninterrupted at the same time (in
+    its own process, with a LAMMPS code of its own so that caching cannot serve one run from the other): the same
+    oracle calls per iteration and configurations, nothing labelled twice, the same process tree and data nodes,
+    nothing left running, one SLURM job per calculation, the same final training set."""
+    import time
+    from collections import Counter
+
+    start = time.monotonic()
+    reference_process = scaleout.driver_start('loop-reference', '--timeout', '1500')
+    try:
+        pk = str(scaleout.driver('loop-submit')['pk'])
+        crash = scaleout.driver('loop-crash', '--pk', pk, '--timeout', '1500')
+        scaleout.started_pids += crash['daemon_pids']  # the daemon the driver started again
+        kills = crash['kills']
+        assert set(kills) == {'labelling', 'mlmd'}, f'the daemon was not killed at every stage: {crash}'
+        for found in kills.values():
+            assert len(found['daemon_pids']) >= 3 and found['restart'] == 0  # circus, its two workers
+            # killed while the job ran: SLURM still has it, AiiDA had not finished it nor the loop
+            assert found['slurm_state_after_kill'] in ('RUNNING', 'COMPLETING'), found
+            assert found['calc_state_after_kill'] in ('waiting', 'running'), found
+            assert found['loop_state_after_kill'] in ('waiting', 'running'), found
+        reference = scaleout.driver_result(reference_process, timeout=1500)
+        crashed = scaleout.driver(
+            'loop-finish', '--pk', pk, '--timeout', '1500'
+        )  # after both: the whole profile
+    finally:
+        if reference_process.poll() is None:
+            reference_process.kill()
+            reference_process.wait()
+    wall = time.monotonic() - start
+    print(
+        f'loop crash recovery: {wall:.0f} s for both runs; kills at {kills["labelling"]["caller"]} '
+        f'(job {kills["labelling"]["job_id"]}) and {kills["mlmd"]["caller"]} (job {kills["mlmd"]["job_id"]}); '
+        f'reference {reference["wall_s"]:.0f} s'
+    )
+    for name, run in (('crashed', crashed), ('reference', reference)):
+        curve = [(row['iteration'], row['oracle_calls'], row['n_train']) for row in run['learning_curve']]
+        print(
+            f'  {name}: (iteration, cumulative oracle calls, training size) {curve}; final train/test '
+            f'{run["n_train"]}/{run["n_test"]}; {run["n_processes"]} processes, {len(run["all_calcjobs"])} CalcJobs, '
+            f'data nodes made {sum(run["created"].values())}; labellings '
+            + ', '.join(f'{k}: {v["n_configurations"]}' for k, v in sorted(run['labellings'].items()))
+        )
+    assert crashed['finished_ok'], crashed
+    assert reference['finished_ok'], reference
+    assert crashed['oracle_code']['hash'] != reference['oracle_code']['hash']  # neither served from the other
+
+    # the same oracle work per iteration and the same final sets
+    per_iteration = [
+        (row['iteration'], row['oracle_calls'], row['n_train']) for row in crashed['learning_curve']
+    ]
+    assert per_iteration == [
+        (row['iteration'], row['oracle_calls'], row['n_train']) for row in reference['learning_curve']
+    ]
+    assert (crashed['n_train'], crashed['n_test']) == (reference['n_train'], reference['n_test'])
+    assert crashed['stopping']['criterion'] == reference['stopping']['criterion'] == 'converged'
+
+    # every labelling: one oracle calculation, run (not cached), over as many configurations as the reference's;
+    # no configuration (content hash) sent to the oracle twice
+    assert set(crashed['labellings']) == set(reference['labellings'])
+    hashes = []
+    for link, labelling in crashed['labellings'].items():
+        other = reference['labellings'][link]
+        assert len(labelling['oracle_calcs']) == len(other['oracle_calcs']) == 1, (link, labelling)
+        calc = labelling['oracle_calcs'][0]
+        assert calc['cached_from'] is None and other['oracle_calcs'][0]['cached_from'] is None
+        assert labelling['n_configurations'] == other['n_configurations'] == len(calc['structure_hashes'])
+        assert labelling['n_labelled'] == other['n_labelled']
+        hashes += calc['structure_hashes']
+    assert len(hashes) == len(set(hashes)), 'a configuration was labelled twice'
+    assert len(hashes) == crashed['learning_curve'][-1]['oracle_calls']
+    # the initial set is the same configurations (the sampling and the selection are seeded)
+    initial = [crashed['labellings']['label_initial'], reference['labellings']['label_initial']]
+    assert (
+        initial[0]['oracle_calcs'][0]['structure_hashes'] == initial[1]['oracle_calcs'][0]['structure_hashes']
+    )
+
+    # nothing duplicated, relaunched or left behind: the same process tree (call links, classes, end states),
+    # the same number of data nodes made of each type, no process of the profile left unterminated, and every
+    # process made since the submission belongs to one of the two runs
+    assert crashed['tree'] == reference['tree']
+    assert crashed['created'] == reference['created']
+    assert crashed['not_terminated'] == [] and crashed['profile_not_terminated'] == []
+    assert set(crashed['processes_since_submission']) <= set(crashed['process_pks']) | set(
+        reference['process_pks']
+    )
+
+    # SLURM's own log: one job per calculation of the crashed run, the killed ones under their original job ids
+    completed = scaleout.services.slurm.completed_jobs()
+    names = Counter(job['Name'] for job in completed.values())
+    jobs = {fact['pk']: fact['job_id'] for fact in crashed['calcjobs']}
+    for fact in crashed['calcjobs']:
+        assert names[f'aiida-{fact["pk"]}'] == 1, fact
+        assert completed[int(fact['job_id'])]['JobState'] == 'COMPLETED'
+    for found in kills.values():
+        assert jobs[found['calc']] == found['job_id']

@@ -517,12 +517,20 @@ def status_command(pk, as_json, profile):
 
 
 # --- export ---------------------------------------------------------------------------------------------------
+def _out_option(help_text: str):
+    """The ``--out FOLDER`` option of `export` and `report`."""
+    return click.option(
+        '--out',
+        'folder',
+        required=True,
+        type=click.Path(file_okay=False, path_type=pathlib.Path),
+        help=help_text,
+    )
+
+
 @click.command('export')
 @click.argument('pk')
-@click.option(
-    '--out', 'folder', required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
-    help='Folder to write to (created).',
-)  # fmt: skip
+@_out_option('Folder to write to (created).')
 @click.option(
     '--type-order',
     default=None,
@@ -792,10 +800,7 @@ def _write_markdown(path, run, rows, source, written, errors, notes, loop) -> No
 
 @click.command('report')
 @click.argument('pk')
-@click.option(
-    '--out', 'folder', required=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
-    help='Folder for the PNG figures and report.md (created).',
-)  # fmt: skip
+@_out_option('Folder for the PNG figures and report.md (created).')
 @click.option(
     '--rdf-bins', type=click.IntRange(min=10), default=100, show_default=True, help='Bins of the RDFs.'
 )

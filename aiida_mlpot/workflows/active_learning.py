@@ -760,12 +760,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 if not link.node.label:
                     link.node.label = f'{path}/{call.link_label}/{link.link_label}'
 
-    def _launch(self, name: str, process, inputs: Mapping, what: str):
-        """Submit ``process`` with ``inputs``, report ``what`` it does, and wait for it as ``ctx.<name>``."""
-        node = self.submit(process, **inputs)
-        self.report(f'{what}: {node.process_label}<{node.pk}>')
-        return ToContext(**{name: node})
-
     def _failed(self, name: str, exit_code, outputs: tuple[str, ...] = ()):
         """Return ``exit_code`` (formatted with the reason) if ``ctx.<name>`` failed or lacks ``outputs``."""
         node = self.ctx[name]
@@ -810,9 +804,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             inputs.potential_files = self.inputs.potential_files
         inputs.state_points = orm.List(self.ctx.sampling_points)
         inputs.metadata = {'call_link_label': 'sampling'}
-        return self._launch(
-            'sampling', SamplingWorkChain, inputs, f'sampling {len(self.ctx.sampling_points)} state points'
-        )
+        node = self.submit(SamplingWorkChain, **inputs)
+        self.report(f'sampling {len(self.ctx.sampling_points)} state points: {node.process_label}<{node.pk}>')
+        return ToContext(sampling=node)
 
     def inspect_sampling(self):
         """Keep the pool; the exploration of every state point starts from its last sampled frame."""
@@ -868,12 +862,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         label = call_label(self.ctx.iteration, 'label')
         inputs = self._labelling_inputs(self.ctx.to_label, label)
         self.ctx.labelling_link = label
-        self.ctx.oracle_calls += len(self.ctx.to_label)
-        return self._launch(
-            'labelling', LabellingWorkChain, inputs, f'labelling {len(self.ctx.to_label)} configurations'
-        )
+        node = self.submit(LabellingWorkChain, **inputs)
+        self.ctx.oracle_calls += len(self.ctx.to_label)  # sent: counted whether labelled or refused
+        self.report(f'labelling {len(self.ctx.to_label)} configurations: {node.process_label}<{node.pk}>')
+        return ToContext(labelling=node)
 
     def _labelled(self):
+        """Return the labels of ``ctx.labelling`` (labelled by role) and None, or None and the exit code."""
         failed = self._failed('labelling', self.exit_codes.ERROR_SUB_PROCESS_FAILED_LABELLING, ('labelled',))
         if failed:
             return None, failed
@@ -962,9 +957,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_REFIT_EXCEEDS_MEMORY.format(
                 iteration=self.ctx.iteration, message=problem
             )
-        return self._launch(
-            'fit', GapFitWorkChain, inputs, f'fitting on {len(self.ctx.train)} configurations'
-        )
+        node = self.submit(GapFitWorkChain, **inputs)
+        self.report(f'fitting on {len(self.ctx.train)} configurations: {node.process_label}<{node.pk}>')
+        return ToContext(fit=node)
 
     def inspect_fit(self):
         """Keep the potential and its test metrics."""

@@ -8,8 +8,8 @@ once in process (``run``), side by side. The daemon run is interrupted twice:
 
 1. ``verdi daemon stop`` while a CalcJob of the loop runs (the first seen after the initial fit: an ML-MD,
    labelling or fit job; the job goes on without a daemon), then ``verdi daemon start`` again;
-2. SIGKILL of the daemon worker while a CalcJob of a later step runs (circus starts a new worker; the broker hands
-   the killed worker's tasks to it).
+2. SIGKILL of the daemon worker while a CalcJob of a later step runs (of the loop, or of the random baseline fitted
+   after it; circus starts a new worker, the broker hands the killed worker's tasks to it).
 
 Both runs must end OK with the same learning curve: the same oracle calls per iteration, one labelling per step,
 no configuration labelled twice, every CalcJob terminated and none run twice. Any state the loop kept outside
@@ -67,14 +67,25 @@ def _call_path(node, root) -> str:
 MIDDLE_STEPS = re.compile(r'^(iteration_\d\d_|(explore|label|fit)_\d\d)')
 
 
-def _running_step(node, done: set[str]) -> str | None:
-    """Return the call link label of a step inside the loop (``MIDDLE_STEPS``, not ``done``) with a CalcJob that
-    has not terminated (at any depth below it), or None."""
+#: Children of the run before the loop proper: never taken for "the middle".
+BEFORE_THE_LOOP = ('sampling', 'label_initial', 'fit_initial', 'fit_00')
+
+
+def _fresh_view() -> None:
+    """End the storage session's transaction, so that the next query sees what the other processes committed."""
+    from aiida.manage import get_manager
+
+    get_manager().get_profile_storage().get_session().rollback()
+
+
+def _running_step(node, done: set[str], inside_loop: bool) -> str | None:
+    """Return the call link label of a child step of the run, not in ``done`` nor ``BEFORE_THE_LOOP`` (with
+    ``inside_loop``: one of ``MIDDLE_STEPS``), with a CalcJob that has not terminated (at any depth), or None."""
     from aiida.common.links import LinkType
 
     for child in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all():
         label = child.link_label
-        if not MIDDLE_STEPS.match(label) or label in done or label == 'fit_00':
+        if label in done or label in BEFORE_THE_LOOP or (inside_loop and not MIDDLE_STEPS.match(label)):
             continue
         if any(not job.is_terminated for job in _calcjobs(child.node)):
             return label
@@ -82,15 +93,16 @@ def _running_step(node, done: set[str]) -> str | None:
 
 
 def script_wait(pk: int, done: str, timeout: float) -> dict:
-    """Wait until a CalcJob of a step of the loop ``pk`` not in ``done`` (comma-separated labels) runs, or until
-    the loop terminated (``done`` = ``terminated``); return what was seen."""
+    """Wait until a CalcJob of the run ``pk`` runs in a step not in ``done`` (comma-separated labels; ``none``: a
+    step inside the loop, ``MIDDLE_STEPS``; ``terminated``: wait for the end) or the run ended; say what was seen."""
     from aiida import orm
 
     start = time.monotonic()
     excluded = set(done.split(','))
     while time.monotonic() - start < timeout:
+        _fresh_view()
         node = orm.load_node(pk)
-        step = None if done == 'terminated' else _running_step(node, excluded)
+        step = None if done == 'terminated' else _running_step(node, excluded, inside_loop=done == 'none')
         if step is not None or node.is_terminated:
             return {'step': step, 'seconds': time.monotonic() - start, 'terminated': node.is_terminated}
         time.sleep(0.5)
@@ -176,9 +188,7 @@ def _retry(function, *args):
         except OperationalError as exception:
             if 'database is locked' not in str(exception):
                 raise
-            from aiida.manage import get_manager
-
-            get_manager().get_profile_storage().rollback()
+            _fresh_view()
             time.sleep(2.0)
     return function(*args)
 

@@ -31,7 +31,7 @@ __all__ = (
 CODE_PLUGINS = {
     'LAMMPS': ('mlpot.lammps.', 'lammps.'),
     'gap_fit': ('mlpot.gap_fit',),
-    'python': ('mlpot.ml_md', 'mlpot.evaluate'),
+    'python': ('mlpot.ml_md', 'mlpot.evaluate', 'mlpot.solid_properties'),
     'CP2K': ('cp2k',),
 }
 #: Pair styles under which several pair_coeff lines for the same pair of species are meaningful.

@@ -1,4 +1,8 @@
-"""The random baseline (and the validation) at the end of the loop, on liquid argon."""
+"""The random baseline at the end of the loop, on liquid argon; the builder's defaults for it and the validation.
+
+The validation (``validate``) is not run end to end here: two ValidationWorkChain runs (ML MD and the teacher's MD
+per potential) cost more than the CI budget allows; ValidationWorkChain has its own end-to-end test.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +29,9 @@ def test_builder_defaults_and_refusals(codes, argon):
 
 
 @pytest.mark.e2e
-def test_random_baseline_at_the_same_label_budget_and_both_validated(codes, argon):
-    """Both potentials: as many training configurations, errors on the same final test set, validated alike."""
-    results, node = run_loop(argon, argon_lj(), [90.0], codes, random_baseline=True, validate=True)
+def test_random_baseline_at_the_same_label_budget(codes, argon):
+    """Both potentials: as many training configurations, errors on the same final test set."""
+    results, node = run_loop(argon, argon_lj(), [90.0], codes, random_baseline=True)
     assert node.is_finished_ok, node.exit_message
     baseline = results['random_baseline']
     assert len(baseline['training_set']) == len(results['training_set'])  # equal label budgets
@@ -43,7 +47,4 @@ def test_random_baseline_at_the_same_label_budget_and_both_validated(codes, argo
     n_test_atoms = sum(len(atoms) for atoms in results['test_set'].to_ase())
     assert baseline['metrics'].get_dict()['overall']['forces']['count'] in (n_test_atoms, 3 * n_test_atoms)
     assert baseline['potential'].uuid != results['potential'].uuid
-    for which in ('active_learning', 'random_baseline'):
-        outputs = results['validation'][which]
-        assert outputs['verdict'].value in ('pass', 'fail', 'inconclusive'), outputs['verdict'].value
-        assert any(name.startswith('rdf_plots_') for name in outputs), list(outputs)
+    assert 'validation' not in results

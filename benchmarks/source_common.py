@@ -46,7 +46,9 @@ def open_profile(
         archive = cache / f'{copy[0]}_to_{name}.aiida'
         load_profile(f'source-{copy[0]}', allow_switch=True)
         if not archive.exists():
-            create_archive([orm.load_node(uuid) for uuid in copy[1]], filename=archive)
+            # not the calling workflows: a loop that still runs is not sealed and cannot be exported
+            nodes = [orm.load_node(uuid) for uuid in copy[1]]
+            create_archive(nodes, filename=archive, call_calc_backward=False, call_work_backward=False)
     for _ in range(
         3
     ):  # setup probes every executable (120 s at most): on a loaded machine a probe can time out

@@ -251,16 +251,23 @@ def plot(record: Record, path: pathlib.Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, stage in zip(axes, ('before', 'after')):
-        for variant, style in (('virials', '-'), ('no_virials', '--')):
+        runs = [('virials', '-'), ('no_virials', '--')]
+        if stage == 'after':  # intermediate potentials of the loop (--potential ... iteration_k)
+            runs += [
+                (key[len('after_') :], ':')
+                for key in sorted(record.data)
+                if key.startswith('after_iteration')
+            ]
+        for variant, style in runs:
             entry = record.data.get(f'{stage}_{variant}')
             if not entry or not entry.get('volume_trace'):
                 continue
             steps, volumes = zip(*entry['volume_trace'])
             times = [2e-3 * (step - steps[0]) for step in steps]  # ps since the start of the ML run
-            label = (
-                f'{"with" if variant == "virials" else "without"} virials: {entry["outcome"]} after '
-                f'{entry["steps_survived"]} of {entry["steps_requested"]} steps'
+            what = {'virials': 'with virials', 'no_virials': 'without virials'}.get(
+                variant, f'potential after {variant.replace("_", " ")}'
             )
+            label = f'{what}: {entry["outcome"]} after {entry["steps_survived"]} of {entry["steps_requested"]} steps'
             (line,) = ax.plot(times, [v / volumes[0] for v in volumes], style, label=label)
             if entry['outcome'] == 'unstable':
                 ax.plot(times[-1], volumes[-1] / volumes[0], 'x', color=line.get_color(), ms=9)
@@ -287,10 +294,23 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=2000, help='steps of the plain NPT runs (2 fs each)')
     parser.add_argument('--target-steps', type=int, default=1000, help='loop: steps of every exploration')
     parser.add_argument('--max-iterations', type=int, default=6, help='loop: iterations at most')
+    parser.add_argument(
+        '--potential',
+        nargs=3,
+        metavar=('PROFILE', 'UUID', 'KEY'),
+        help='only a plain NPT run, recorded as KEY, of the potential UUID of the profile source-PROFILE (e.g. '
+        'an intermediate potential of a loop that is still running there)',
+    )
     args = parser.parse_args(argv)
 
     record = Record(args.cache / 'npt_rescue.json')
-    if args.stages == ['plot']:  # only the figure and the numbers, from the record
+    if args.potential:
+        profile, uuid, key = args.potential
+        codes = open_profile(args.cache, f'npt_{key}', folder='npt', copy=(profile, [uuid, record['pool']]))
+        record.set(f'gap_{key}', uuid)
+        plain_npt(record, codes, key, f'gap_{key}', args.steps)
+        args.variants = []
+    elif args.stages == ['plot']:  # only the figure and the numbers, from the record
         args.variants = []
     elif 'before' in args.stages:
         codes = open_profile(args.cache, 'npt')

@@ -157,7 +157,7 @@ def curve_from_reports(lines: list[str]) -> dict:
         'audits': audits,
         'iterations': [None] * (len(calls) - 1),
         'exit_status': None,
-        'stopping': {'criterion': 'pending (partial, from the report lines)'},
+        'stopping': {'criterion': 'still running: partial, from its report lines'},
     }
 
 
@@ -168,12 +168,20 @@ def plot(results: dict, path: pathlib.Path, ensemble: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
+    styles = {
+        'strict': ('-', 'o', 9),
+        'default': ('--', 's', 6),
+        'loose': (':', '^', 4),
+    }  # overlaps stay visible
     for name, entry in results.items():
+        line, marker, size = styles[name]
         ax.step(
             entry['cumulative_steps'],
             entry['cumulative_calls'],
-            where='post',
-            marker='o',
+            where='post',  # the calls of an iteration follow its steps
+            ls=line,
+            marker=marker,
+            ms=size,
             label=f'{name} (relative threshold {entry["relative_threshold"]:g})',
         )
     ax.set_xlabel('cumulative ML-MD steps (2 fs)')
@@ -197,11 +205,12 @@ def table(results: dict) -> str:
         def fmt(value, spec):
             return 'n/a' if value is None else format(value, spec)
 
+        exit_note = '' if entry['exit_status'] is None else f' (exit {entry["exit_status"]})'
         lines.append(
             f'| {name} | {entry["relative_threshold"]:g} | {len(entry["iterations"])} | '
             f'{", ".join(str(s) for s in entry["cumulative_steps"])} | '
             f'{", ".join(str(c) for c in entry["cumulative_calls"])} | {fmt(audit.get("force_rmse"), ".3f")} | '
-            f'{fmt(audit.get("energy_rmse"), ".2f")} | {stopping} (exit {entry["exit_status"]}) |'
+            f'{fmt(audit.get("energy_rmse"), ".2f")} | {stopping}{exit_note} |'
         )
     return '\n'.join(lines)
 

@@ -272,9 +272,7 @@ def plot(record: Record, path: pathlib.Path) -> None:
             if entry['outcome'] == 'unstable':
                 ax.plot(times[-1], volumes[-1] / volumes[0], 'x', color=line.get_color(), ms=9)
         title = (
-            'initial set (6 configurations)'
-            if stage == 'before'
-            else "the loop's final training set (NPT 1400 K)"
+            'initial set (6 configurations)' if stage == 'before' else 'after active learning (NPT 1400 K)'
         )
         ax.set_title(title)
         ax.set_xlabel('time since the start of the ML MD (ps); x: stopped unstable')

@@ -313,6 +313,11 @@ def _launch(profile: Embedded, structure: pathlib.Path, overrides: pathlib.Path,
     ]  # fmt: skip
 
 
+@pytest.mark.skip(
+    reason='aiida-core 2.9.4 ZeroMQ broker: a child submitted seconds before `verdi daemon stop` stays Created after '
+    '`verdi daemon start` (its task is in neither the pending nor the processing queue; measured 2026-11-30, '
+    'LabellingWorkChain of iteration_01_label): the loop then waits for ever. Unskip when that is fixed.'
+)
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_loop_survives_daemon_stop_and_worker_kill(embedded):

@@ -11,12 +11,13 @@ import json
 import os
 import pathlib
 import secrets
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+from tests.processes import kill_leftovers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'scripts' / 'services'))
@@ -96,18 +97,6 @@ class ScaleOut:
         )
         result = subprocess.run([sys.executable, '-c', code], env=self.env, capture_output=True, text=True)
         return json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else []
-
-
-def kill_leftovers(pids: list[int]) -> list[int]:
-    """SIGKILL those of ``pids`` (processes this fixture started) that still run; return them."""
-    killed = []
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except ProcessLookupError:
-            pass
-    return killed
 
 
 @pytest.fixture(scope='package')

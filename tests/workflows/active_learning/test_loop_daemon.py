@@ -35,6 +35,8 @@ import time
 
 import pytest
 
+from tests.processes import kill_leftovers
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 BIN = pathlib.Path(sys.executable).parent
 #: A RAM-backed folder where there is one: SQLite commits on this disk cost 10-20 ms each.
@@ -275,14 +277,7 @@ class Embedded:
         """Stop the daemon, then SIGKILL what is left of it and of the jobs; return the PIDs killed."""
         if self.daemon_started:
             self.verdi('daemon', 'stop', check=False)
-        killed = []
-        for pid in sorted(self.pids) + [p.pid for p in self.processes_in_folder()]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
-        return killed
+        return kill_leftovers(sorted(self.pids) + [p.pid for p in self.processes_in_folder()])
 
 
 @pytest.fixture

@@ -55,19 +55,24 @@ _CONVERSION = dataset_to_structures.process_class.build_process_type()
 def resolve_potential(node: orm.Node) -> GapPotentialData:
     """Return the potential ``node`` is, or the one potential a process (e.g. a finished loop) returned.
 
-    :raises ValueError: ``node`` is neither, or the process returned no potential or several.
+    A process that returned several (a loop with ``random_baseline``) gives the one of its output ``potential``.
+
+    :raises ValueError: ``node`` is neither, or the process returned no potential, or several and none as
+        ``potential``.
     """
     if isinstance(node, GapPotentialData):
         return node
     if isinstance(node, orm.ProcessNode):
-        potentials = {
-            link.node.pk: link.node
-            for link in node.base.links.get_outgoing(
-                node_class=GapPotentialData, link_type=(LinkType.RETURN, LinkType.CREATE)
-            ).all()
-        }
+        links = node.base.links.get_outgoing(
+            node_class=GapPotentialData, link_type=(LinkType.RETURN, LinkType.CREATE)
+        ).all()
+        potentials = {link.node.pk: link.node for link in links}
         if len(potentials) == 1:
             return next(iter(potentials.values()))
+        # A loop with a random baseline returns two: its own is the one under the output port `potential`.
+        main = [link.node for link in links if link.link_label == 'potential']
+        if len(main) == 1:
+            return main[0]
         raise ValueError(
             f'{node.process_label}<{node.pk}> has {len(potentials)} GapPotentialData outputs; give the PK of one'
         )

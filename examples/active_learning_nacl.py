@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None):
     print(f'\nthe run is ActiveLearningWorkChain<{node.pk}>; look at it with')
     print(f'  aiida-mlpot status {node.pk}')
     print(f'  aiida-mlpot report {node.pk} --out report_{node.pk}')
-    print(f'  verdi process status -c -m 1 {node.pk}')
+    print(f'  verdi process status -c -m 2 {node.pk}')
     return 0 if node.is_finished_ok else 1
 
 

@@ -213,9 +213,9 @@ def active_learning(
     results, node, wall = run_checked(builder, f'active learning ({variant})', allowed=(0, 410, 411))
     rows = results['learning_curve'].get_dict()['iterations']
     added = len(results['training_set']) - len(record.node('train'))
-    record.set(f'gap_after_{variant}', results['potential'].uuid)
-    record.set('train_after', results['training_set'].uuid)
-    record.set('test_after', results['test_set'].uuid)
+    record.set(f'gap_loop_{variant}', results['potential'].uuid)
+    record.set(f'train_loop_{variant}', results['training_set'].uuid)
+    record.set(f'test_loop_{variant}', results['test_set'].uuid)
     record.set(
         key,
         {
@@ -249,34 +249,38 @@ def plot(record: Record, path: pathlib.Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, stage in zip(axes, ('before', 'after')):
-        runs = [('virials', '-'), ('no_virials', '--')]
-        if stage == 'after':  # intermediate potentials of the loop (--potential ... iteration_k)
-            runs += [
-                (key[len('after_') :], ':')
-                for key in sorted(record.data)
-                if key.startswith('after_iteration')
-            ]
-        for variant, style in runs:
-            entry = record.data.get(f'{stage}_{variant}')
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    panels = {
+        'before': [
+            ('before_virials', '-', 'initial GAP, with virials'),
+            ('before_no_virials', '--', 'initial GAP, without virials'),
+        ],
+        'after': [
+            ('after_loop_virials', '-', "loop's GAP (fit with virials)"),
+            ('after_refit_no_virials', '--', "loop's training set refitted without virials"),
+            ('after_loop_no_virials', ':', 'loop run without virials in its fits'),
+        ],
+    }
+    for ax, stage in zip(axes, panels):
+        for key, style, what in panels[stage]:
+            entry = record.data.get(key)
             if not entry or not entry.get('volume_trace'):
                 continue
             steps, volumes = zip(*entry['volume_trace'])
             times = [2e-3 * (step - steps[0]) for step in steps]  # ps since the start of the ML run
-            what = {'virials': 'with virials', 'no_virials': 'without virials'}.get(
-                variant, f'potential after {variant.replace("_", " ")}'
-            )
             label = f'{what}: {entry["outcome"]} after {entry["steps_survived"]} of {entry["steps_requested"]} steps'
             (line,) = ax.plot(times, [v / volumes[0] for v in volumes], style, label=label)
             if entry['outcome'] == 'unstable':
                 ax.plot(times[-1], volumes[-1] / volumes[0], 'x', color=line.get_color(), ms=9)
+        loop = record.data.get('loop_virials') or {}
         title = (
-            'initial set (6 configurations)' if stage == 'before' else 'after active learning (NPT 1400 K)'
+            'initial set (6 configurations)'
+            if stage == 'before'
+            else f'after active learning (+{loop.get("configurations_added", "?")} configurations)'
         )
         ax.set_title(title)
         ax.set_xlabel('time since the start of the ML MD (ps); x: stopped unstable')
-        ax.legend(fontsize=8, loc='upper left')
+        ax.legend(fontsize=7, loc='upper left')
     axes[0].set_ylabel('V / V(0)')
     fig.suptitle('Plain NPT ML MD of 64-atom NaCl, 1400 K, 1 bar (local GAP, Tosi-Fumi teacher)')
     fig.tight_layout()
@@ -326,12 +330,14 @@ def main(argv=None) -> int:
             plain_npt(record, codes, f'before_{variant}', f'gap_{variant}', args.steps)
         if 'loop' in args.stages:
             active_learning(record, codes, variant, args.target_steps, args.max_iterations)
-        if 'after' in args.stages and f'gap_after_{variant}' in record:
-            plain_npt(record, codes, f'after_{variant}', f'gap_after_{variant}', args.steps)
-        if 'after' in args.stages and variant == 'virials' and 'train_after' in record:
+        if 'after' in args.stages and f'gap_loop_{variant}' in record:
+            plain_npt(record, codes, f'after_loop_{variant}', f'gap_loop_{variant}', args.steps)
+        if 'after' in args.stages and variant == 'virials' and 'train_loop_virials' in record:
             # the virial test on the same data: the loop's final training set refitted without its virials
-            fit(record, codes, 'no_virials', 'gap_after_no_virials', 'train_after', 'test_after')
-            plain_npt(record, codes, 'after_no_virials', 'gap_after_no_virials', args.steps)
+            fit(
+                record, codes, 'no_virials', 'gap_refit_no_virials', 'train_loop_virials', 'test_loop_virials'
+            )
+            plain_npt(record, codes, 'after_refit_no_virials', 'gap_refit_no_virials', args.steps)
     DOCS.mkdir(parents=True, exist_ok=True)
     plot(record, DOCS / 'npt_rescue.png')
     (DOCS / 'npt_rescue.json').write_text(json.dumps(record.data, indent=1, sort_keys=True))

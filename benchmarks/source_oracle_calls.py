@@ -85,6 +85,7 @@ def run_loop(codes: dict, overrides: dict, label: str, pressure_bar: float | Non
         protocol='fast',
         overrides=overrides,
         codes=codes,
+        random_baseline=False,  # the figure is the loop's own calls; the baseline is a study of its own
     )
     builder.metadata.label = label
     start = time.perf_counter()
@@ -95,7 +96,7 @@ def run_loop(codes: dict, overrides: dict, label: str, pressure_bar: float | Non
 def curve(node) -> dict:
     """Cumulative MD steps and oracle calls per iteration, the final audit and test errors, from a finished loop."""
     rows = node.outputs.learning_curve.get_dict()['iterations']
-    steps, calls, cumulative = [0], [], 0
+    steps, calls, candidates, cumulative = [0], [], [0], 0
     initial = None
     for row in rows:
         if initial is None:
@@ -106,6 +107,7 @@ def curve(node) -> dict:
         cumulative += sum(entry['steps'] or 0 for entry in row['replicas'].values())
         steps.append(cumulative)
         calls.append(row['oracle_calls'])
+        candidates.append(candidates[-1] + row['n_candidates'])
     metrics = node.outputs.metrics.get_dict()['overall'] if 'metrics' in node.outputs else {}
     return {
         'node': node.uuid,
@@ -114,6 +116,7 @@ def curve(node) -> dict:
         'iterations': rows,
         'cumulative_steps': steps,
         'cumulative_calls': [initial, *calls],
+        'cumulative_candidates': candidates,
         'final_audit': audit_errors({'iterations': rows}),
         'final_test_force_rmse': metrics.get('forces', {}).get('rmse'),
         'final_test_energy_rmse': metrics.get('energy_per_atom', {}).get('rmse'),
@@ -224,6 +227,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         '--ensemble', choices=('npt', 'nvt'), default='npt', help='npt: 1 bar; nvt: 1.30 g/cm³'
     )
+    parser.add_argument('--jobs', type=int, default=1, help='loops (processes) run side by side at most')
     parser.add_argument('--plot', action='store_true', help='only remake the figure and table from the cache')
     parser.add_argument(
         '--partial',
@@ -240,11 +244,12 @@ def main(argv=None) -> int:
 
         common = ['--cache', str(args.cache), '--target-steps', str(args.target_steps)]
         common += ['--max-iterations', str(args.max_iterations), '--ensemble', args.ensemble]
-        children = [
-            subprocess.Popen([sys.executable, __file__, '--thresholds', name, *common])
-            for name in args.thresholds
-        ]
-        if any(child.wait() for child in children):
+        failed, running = False, []
+        for name in args.thresholds:  # at most --jobs at once
+            if len(running) >= args.jobs:
+                failed |= bool(running.pop(0).wait())
+            running.append(subprocess.Popen([sys.executable, __file__, '--thresholds', name, *common]))
+        if failed or any(child.wait() for child in running):
             return 1
     elif not args.plot:
         for name in args.thresholds:

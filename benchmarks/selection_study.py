@@ -600,7 +600,7 @@ def run_active(name, system, data, seed, workdir, parameters, md_steps, budgets,
         [pool[i] for i in first], n0, seed=seed + 1, soap={'r_cut': 4.5, 'n_max': 4, 'l_max': 3}
     )
     training = [pool[int(first[i])] for i in picked]
-    oracle_calls, audit_calls = len(training), 0
+    oracle_calls = len(training)
     records, start = [], pool[int(select_random(pool, 1, seed=seed)[0])]
     extrapolation = {
         'method': 'gap_variance',
@@ -608,24 +608,31 @@ def run_active(name, system, data, seed, workdir, parameters, md_steps, budgets,
         'percentile': 99.0,
         'check_interval': 10,
     }
-    potential, refit = None, True
+    explore_steps = options['al_explore_steps'] or md_steps
+    judged = {n0, *budgets}  # training sizes at which a potential is judged (and the final one)
+    loop, potential, refit, converged = [], None, True, False
+
+    def judge(iteration: int) -> None:
+        evaluation = evaluate(name, system, data, potential, base / f'eval_{iteration:02d}', md_steps, npt)
+        records.append({
+            'system': name, 'method': 'active', 'protocol': 'fast', 'seed': seed, 'iteration': iteration,
+            'budget': len(training), 'labels': len(training), 'oracle_calls': oracle_calls,
+            'audit_labels': oracle_calls - len(training), 'fit_cpu_s': potential['fit_cpu_s'],
+            'audit_growth': options['al_audit_growth'], **evaluation,
+        })  # fmt: skip
+        (base / 'progress.json').write_text(json.dumps(records))
+
     for iteration in range(options['al_max_iterations'] + 1):
         tick = time.process_time()
-        if refit:  # a new training set: fit, and judge the potential as every other one
+        if refit:  # a new training set: fit; judged as every other potential at the budgets
             potential = fit_gap(training, parameters, base / f'fit_{iteration:02d}')
-            evaluation = evaluate(
-                name, system, data, potential, base / f'eval_{iteration:02d}', md_steps, npt
-            )
-            records.append({
-                'system': name, 'method': 'active', 'protocol': 'fast', 'seed': seed, 'iteration': iteration,
-                'budget': len(training), 'labels': len(training), 'oracle_calls': oracle_calls + audit_calls,
-                'audit_labels': audit_calls, 'fit_cpu_s': potential['fit_cpu_s'], **evaluation,
-            })  # fmt: skip
+            if len(training) in judged:
+                judge(iteration)
         if len(training) >= max(budgets) or iteration == options['al_max_iterations']:
             break
         md = {
             'ensemble': 'nvt', 'temperature_K': system['temperature'], 'timestep_fs': 2.0,
-            'n_steps': md_steps, 'dump_interval': 20, 'seed': 100 + iteration,
+            'n_steps': explore_steps, 'dump_interval': 20, 'seed': 1000 * seed + 100 + iteration,
         }  # fmt: skip
         summary, trajectory, flagged = ml_md_run(
             potential, start, base / f'explore_{iteration:02d}', md, extrapolation, training
@@ -633,13 +640,14 @@ def run_active(name, system, data, seed, workdir, parameters, md_steps, budgets,
         replicas = {'T': {'outcome': summary['outcome'], 'trajectory': trajectory, 'flagged': flagged,
                           'steps_done': summary.get('steps_done')}}  # fmt: skip
         room = max(budgets) - len(training)
-        frames, _ = plan_labels(replicas, training, 2, min(options['al_per_iteration'], room), 0.01)
+        frames, plan = plan_labels(
+            replicas, training, options['al_audit'], min(options['al_per_iteration'], room), 0.01
+        )
         labelled = teacher_labels(teacher, frames, base / f'label_{iteration:02d}')
         audits = [f for f in frames if f.info.get('al_role') == 'audit']
         audit_labels = [g for f, g in zip(frames, labelled) if f.info.get('al_role') == 'audit']
         candidates = [g for f, g in zip(frames, labelled) if f.info.get('al_role') == 'candidate']
-        audit_calls += len(audit_labels)
-        oracle_calls += len(candidates)
+        oracle_calls += len(frames)
         audit = None
         if audits:
             predicted = []
@@ -652,29 +660,42 @@ def run_active(name, system, data, seed, workdir, parameters, md_steps, budgets,
             audit = {'force_rmse': errors['force_rmse'], 'energy_rmse': errors['energy_rmse_mev']}
         verdict = convergence_verdict(
             [{'key': 'T', 'outcome': summary['outcome'], 'steps_done': summary.get('steps_done', 0),
-              'target_steps': md_steps}],
+              'target_steps': explore_steps}],
             audit,
-            {'audit_force_rmse': options['audit_force_rmse'], 'audit_energy_rmse': None,
+            {'audit_force_rmse': options['audit_force_rmse'], 'audit_energy_rmse': options['audit_energy_rmse'],
              'max_iterations': options['al_max_iterations'], 'max_oracle_calls': 10**6},
             iteration + 1,
             oracle_calls,
         )  # fmt: skip
-        records[-1].setdefault('loop', []).append(
-            {'iteration': iteration, 'outcome': summary['outcome'], 'steps': summary.get('steps_done'),
-             'n_candidates': len(candidates), 'audit': audit, 'verdict': verdict['reason']}
+        # the audit frames of a failed audit join the training set (``--al-audit-growth``); otherwise, as
+        # grow_training_set of the work chain on main, they only join the test set
+        fed = []
+        if options['al_audit_growth'] and not verdict['converged'] and not verdict['audit_ok']:
+            fed = audit_labels[: max(room - len(candidates), 0)]
+        loop.append(
+            {'iteration': iteration, 'labels_before': len(training), 'outcome': summary['outcome'],
+             'steps': summary.get('steps_done'), 'max_score': summary.get('max_score'),
+             'threshold': summary.get('threshold'), 'reference_score': summary.get('reference_score'),
+             'n_flagged': len(flagged), 'n_candidates': len(candidates), 'n_audit': len(audit_labels),
+             'audit_to_training': len(fed), 'oracle_calls_after': oracle_calls, 'audit': audit,
+             'verdict': verdict['reason'], 'candidates': plan.get('candidates')}
         )  # fmt: skip
-        records[-1]['oracle_calls_after'] = oracle_calls + audit_calls
-        (base / 'progress.json').write_text(json.dumps(records))
-        print(f'  [{name}] active s{seed} it {iteration}: {summary["outcome"]} at {summary.get("steps_done")}, '
-              f'+{len(candidates)} -> {len(training) + len(candidates)}, audit {audit} '
-              f'({time.process_time() - tick:.0f} s CPU)', flush=True)  # fmt: skip
+        (base / 'loop.json').write_text(json.dumps(loop))
+        print(f'  [{name}] active s{seed} it {iteration}: {summary["outcome"]} at {summary.get("steps_done")} '
+              f'(max score {summary.get("max_score")}, threshold {summary.get("threshold")}), '
+              f'+{len(candidates)} candidates +{len(fed)} audits -> {len(training) + len(candidates) + len(fed)}, '
+              f'audit {audit} ({time.process_time() - tick:.0f} s CPU)', flush=True)  # fmt: skip
+        converged = bool(verdict['converged'])
         if verdict['converged'] or verdict['stop']:
-            records[-1]['converged'] = bool(verdict['converged'])
             break
         # as the work chain: the candidates join the training set (refit), the exploration continues
-        refit = bool(candidates)
-        training = training + candidates
+        refit = bool(candidates or fed)
+        training = training + candidates + fed
         start = _read(base / f'explore_{iteration:02d}' / 'final.xyz')[-1]
+    if not records or records[-1]['labels'] != len(training):
+        judge(iteration)  # the final potential
+    records[-1]['loop'] = loop
+    records[-1]['converged'] = converged
     done_file.write_text(json.dumps(records))
     return records
 
@@ -700,6 +721,10 @@ def run_system(args) -> None:
         'al_per_iteration': 6,
         'al_max_iterations': args.al_iterations,
         'audit_force_rmse': args.audit_force_rmse,
+        'audit_energy_rmse': 5.0,  # the active_learning protocol's default (meV/atom)
+        'al_audit': args.al_audit,
+        'al_audit_growth': args.al_audit_growth,
+        'al_explore_steps': args.al_explore_steps,
     }
     # the cells in order: --cells method:budget:seed (active:seed) as given, else seed-major over the grid,
     # so that a run cut short still holds complete sets
@@ -822,6 +847,15 @@ def main(argv=None) -> None:
         '--peer-md-steps', type=int, help='cap of the peer row audit ML MD (default: as the others)'
     )
     run.add_argument('--al-iterations', type=int, default=3, help='active learning: most explorations')
+    run.add_argument('--al-audit', type=int, default=2, help='active learning: audit frames per exploration')
+    run.add_argument(
+        '--al-audit-growth',
+        action='store_true',
+        help='active learning: the audit frames of a failed audit join the training set (else the test set)',
+    )
+    run.add_argument(
+        '--al-explore-steps', type=int, help='active learning: steps per exploration (default: --md-steps)'
+    )
     run.add_argument('--cells', nargs='*', help='explicit order: method:budget:seed or active:seed')
     run.add_argument('--quick', action='store_true', help='budgets 8/16, short teacher and ML MD: minutes')
     solids = sub.add_parser('solids', help='gold: crystal properties of every GAP against the EAM teacher')
@@ -830,6 +864,7 @@ def main(argv=None) -> None:
     report = sub.add_parser('report', help='table and plots from the cached results')
     report.add_argument('--workdir', default='/tmp/study')
     report.add_argument('--out', default='docs/study')
+    report.add_argument('--md-steps', type=int, default=200, help='the audit length of the records to report')
     args = parser.parse_args(argv)
     if args.command == 'run':
         run_system(args)
@@ -838,7 +873,7 @@ def main(argv=None) -> None:
     else:
         from study_report import write_report  # benchmarks/study_report.py
 
-        write_report(pathlib.Path(args.workdir), pathlib.Path(args.out))
+        write_report(pathlib.Path(args.workdir), pathlib.Path(args.out), args.md_steps)
 
 
 if __name__ == '__main__':

@@ -18,21 +18,21 @@ import numpy as np
 ORDER = ('random', 'temporal', 'uniform_energy', 'uniform_force', 'uniform_atomic_energy', 'fps', 'active')
 
 
-def load(workdir: pathlib.Path) -> dict[str, list[dict]]:
-    """Return the records per system; active-learning records keep every iteration."""
+def load(workdir: pathlib.Path, md_steps: int) -> dict[str, list[dict]]:
+    """Return the records per system judged with a ``md_steps`` audit; active learning keeps every iteration."""
     systems = defaultdict(list)
     for system_dir in sorted(p for p in workdir.iterdir() if p.is_dir()):
-        for path in sorted(system_dir.glob('*/record_*.json')):
+        for path in sorted(system_dir.glob(f'*/record_{md_steps}.json')):
             record = json.loads(path.read_text())
             _attach_crystal(record, path.parent / 'fit' / 'crystal.json')
             systems[system_dir.name].append(record)
         for base in sorted(system_dir.glob('fast_active_s*')):
-            done = sorted(base.glob('records_*.json'))
-            path = done[-1] if done else base / 'progress.json'
+            done = base / f'records_{md_steps}.json'
+            path = done if done.exists() else base / 'progress.json'
             if path.exists():
                 records = json.loads(path.read_text())
                 for record in records:
-                    record['final'] = record is records[-1] and bool(done)
+                    record['final'] = record is records[-1] and done.exists()
                     _attach_crystal(record, base / f'fit_{record["iteration"]:02d}' / 'crystal.json')
                 systems[system_dir.name].extend(records)
     return dict(systems)
@@ -192,20 +192,34 @@ def labels_to_reach(labels: np.ndarray, errors: np.ndarray, target: float) -> tu
     return None, f'> {labels[-1]:.0f} (not reached; {errors[-1]:.3f} at {labels[-1]:.0f})'
 
 
+def random_at(labels: np.ndarray, errors: np.ndarray, n: float) -> float | None:
+    """The (mean) curve's error at ``n`` labels, log-log interpolated; None outside the measured range."""
+    if len(labels) == 0 or not labels[0] <= n <= labels[-1]:
+        return None
+    return float(np.exp(np.interp(math.log(n), np.log(labels), np.log(errors))))
+
+
 def headline(records: list[dict]) -> list[str]:
-    """Per active-learning seed: its labels and audit error, and the labels random / uniform |f| need for it."""
+    """Per active-learning point: its labels and audit error, and the labels the other curves need for it.
+
+    The other curves are the means over seeds at each budget; "labels needed" is the log-log linear
+    interpolation between the two budgets around the active-learning error (:func:`labels_to_reach`).
+    """
     lines = []
-    finals = [r for r in records if r['method'] == 'active' and r.get('final')]
-    for record in sorted(finals, key=lambda r: r['seed']):
+    points = [r for r in records if r['method'] == 'active' and _get(r, 'audit', 'force_rmse') is not None]
+    curves = {method: _curve(records, method) for method in ('random', 'uniform_force')}
+    for record in sorted(points, key=lambda r: (r['seed'], r['iteration'])):
         target = _get(record, 'audit', 'force_rmse')
-        if target is None:
-            continue
-        parts = [f'active learning (seed {record["seed"]}): {record["labels"]} training labels '
-                 f'(+{record.get("audit_labels", 0)} audit labels), audit force RMSE {target:.3f} eV/Å']  # fmt: skip
-        for method in ('random', 'uniform_force'):
-            labels, means, _ = _curve(records, method)
+        parts = [f'active learning (seed {record["seed"]}, iteration {record["iteration"]}): {record["labels"]} '
+                 f'training labels ({record.get("oracle_calls", record["labels"])} oracle calls), audit force '
+                 f'RMSE {target:.3f} eV/Å']  # fmt: skip
+        for method, (labels, means, _) in curves.items():
+            if not len(labels):
+                continue
             _, note = labels_to_reach(labels, means, target)
-            parts.append(f'{method} needs {note}')
+            same = random_at(labels, means, record['labels'])
+            at = f', {method} at {record["labels"]} labels: {same:.3f}' if same is not None else ''
+            parts.append(f'{method} needs {note}{at}')
         lines.append('; '.join(parts))
     return lines
 
@@ -307,9 +321,9 @@ def npt_table(records: list[dict]) -> str:
     return '\n'.join(lines)
 
 
-def write_report(workdir: pathlib.Path, out: pathlib.Path) -> None:
+def write_report(workdir: pathlib.Path, out: pathlib.Path, md_steps: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    systems = load(workdir)
+    systems = load(workdir, md_steps)
     sections, slim = [], {}
     for system, records in systems.items():
         plot_curves(records, system, out / f'{system}_curves.png')
@@ -317,7 +331,10 @@ def write_report(workdir: pathlib.Path, out: pathlib.Path) -> None:
         section = [f'## {system}', '', markdown_table(records), '']
         lines = headline(records)
         if lines:
-            section += ['Active learning vs random / uniform |f| at the same audit force RMSE:', '']
+            section += [
+                'Active learning vs random / uniform |f| at the same audit force RMSE (mean curves, log-log interpolation):',
+                '',
+            ]
             section += [f'- {line}' for line in lines] + ['']
         peer = peer_table(records)
         if peer:

@@ -150,14 +150,13 @@ def _pairs(values: tuple[str, ...], option: str, keys: tuple[str, ...] | None = 
 
 
 def _codes(values: tuple[str, ...]) -> dict:
-    from aiida import orm
-    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+    from aiida_mlpot.calculations.ports import load_code_by_label
 
     codes = {}
     for key, label in _pairs(values, '--code', CODE_KEYS).items():
         try:
-            codes[key] = orm.load_code(label)
-        except (NotExistent, MultipleObjectsError, ValueError) as exception:
+            codes[key] = load_code_by_label(label)
+        except ValueError as exception:
             raise click.BadParameter(f'`{label}`: {exception}', param_hint='--code') from exception
     return codes
 
@@ -605,7 +604,7 @@ def write_report(run, folder: pathlib.Path, rdf_bins: int = 100) -> dict:
     from aiida_mlpot.analysis.errors import compute_errors, parity_plot
     from aiida_mlpot.analysis.rdf import rdf_overlay_plot, short_range_artefacts
     from aiida_mlpot.cli import figures
-    from aiida_mlpot.workflows.active_learning import exploration_key
+    from aiida_mlpot.workflows.state_points import exploration_key
 
     folder.mkdir(parents=True, exist_ok=True)
     node = run.node

@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import warnings
 
 DEFAULT_PROFILE = 'mlpot'
 DEFAULT_COMPUTER = 'localhost'
@@ -49,6 +50,15 @@ def probe_executable(spec: CodeSpec, timeout: float = 120.0) -> str | None:
         result = subprocess.run(
             [path, *spec.probe], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
+    except subprocess.TimeoutExpired:
+        # It started and did not fail: on a loaded machine the python probe (importing quippy and this package)
+        # has taken longer than two minutes. Refusing the code here would leave the user without it, silently.
+        warnings.warn(
+            f'the {spec.label} executable `{path}` did not finish `{" ".join(spec.probe)}` within {timeout:g} s '
+            '(a loaded machine?): registered without the check',
+            stacklevel=2,
+        )
+        return None
     except (OSError, subprocess.SubprocessError) as exception:
         return f'the {spec.label} executable `{path}` does not run: {exception}'
     output = result.stdout + result.stderr
@@ -161,14 +171,19 @@ def ensure_computer(label: str, workdir: str | None, echo):
 
 def ensure_code(computer, spec: CodeSpec, echo):
     """Return the code ``spec.label`` on ``computer``, creating it when it does not exist (None if no executable)."""
-    from aiida.common.exceptions import NotExistent
-    from aiida.orm import InstalledCode, load_code
+    from aiida.orm import AbstractCode, Computer, InstalledCode, QueryBuilder
+
+    from aiida_mlpot.calculations.ports import load_code_by_label
 
     full_label = f'{spec.label}@{computer.label}'
-    try:
-        code = load_code(full_label)
-    except NotExistent:
-        code = None
+    builder = QueryBuilder().append(Computer, filters={'id': computer.pk}, tag='computer')
+    builder.append(AbstractCode, with_computer='computer', filters={'label': spec.label})
+    code = None
+    if builder.count():
+        try:  # several codes of this label (an imported archive): name them all
+            code = load_code_by_label(full_label)
+        except ValueError as exception:
+            raise SetupError(str(exception)) from None
     if code is not None:
         note = ''
         if spec.executable and str(code.filepath_executable) != spec.executable:

@@ -29,7 +29,6 @@ short-range difference, which cut the error on visited frames by an order of mag
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 from collections.abc import Mapping, Sequence
 
@@ -37,7 +36,6 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, if_, while_
-from aiida.plugins import WorkflowFactory
 
 from aiida_mlpot.calculations.evaluate import EvaluateCalculation
 from aiida_mlpot.calculations.functions.active_learning import (
@@ -53,12 +51,11 @@ from aiida_mlpot.calculations.functions.metrics import compute_error_metrics
 from aiida_mlpot.calculations.functions.selection import select_configurations, split_dataset
 from aiida_mlpot.calculations.gap_fit import declared_memory_mb
 from aiida_mlpot.calculations.lammps import validate_atoms, validate_potential_inputs
-from aiida_mlpot.calculations.ports import define_potential_ports
+from aiida_mlpot.calculations.ports import define_potential_ports, load_code_by_label
 from aiida_mlpot.common.keys import config_key
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.inputs.gap_fit import DatasetStats, dataset_stats, plan_memory
-from aiida_mlpot.inputs.sampling import state_point_key
 from aiida_mlpot.potentials.classical import is_coulombic
 from aiida_mlpot.selection import validate_selection_spec, validate_split_spec
 from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
@@ -66,6 +63,8 @@ from aiida_mlpot.workflows.labelling import LabellingWorkChain
 from aiida_mlpot.workflows.ml_md import MlMdWorkChain
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
 from aiida_mlpot.workflows.sampling import SamplingWorkChain
+from aiida_mlpot.workflows.state_points import exploration_key, sampling_point, validate_state_points
+from aiida_mlpot.workflows.validation import ValidationWorkChain
 
 __all__ = ('ORACLES', 'ActiveLearningWorkChain', 'call_label', 'check_fit_memory', 'largest_fitting_size')
 
@@ -129,34 +128,6 @@ def validate_loop(node, _) -> str | None:
     soap = values.get('soap')
     if soap is not None and not isinstance(soap, dict):
         return '`loop.soap`: must be a dictionary of SOAP settings'
-    return None
-
-
-def validate_state_points(node, _) -> str | None:
-    """Each state point is ``{temperature_K}`` (NVT at the structure's volume) or ``{temperature_K, pressure_bar}``."""
-    points = node.get_list()
-    if not points:
-        return '`state_points`: empty; give at least one {temperature_K[, pressure_bar]}'
-    for index, point in enumerate(points):
-        if not isinstance(point, dict):
-            return f'`state_points[{index}]`: must be a dictionary, got {point!r}'
-        unknown = sorted(set(point) - {'temperature_K', 'pressure_bar'})
-        if unknown:
-            return f'`state_points[{index}].{unknown[0]}`: unknown key; known: temperature_K, pressure_bar'
-        temperature = point.get('temperature_K')
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, int | float)
-            or not (math.isfinite(temperature) and temperature > 0)
-        ):
-            return f'`state_points[{index}].temperature_K`: must be a positive finite number, got {temperature!r}'
-        pressure = point.get('pressure_bar')
-        if pressure is not None and (
-            isinstance(pressure, bool) or not isinstance(pressure, int | float) or not math.isfinite(pressure)
-        ):
-            return f'`state_points[{index}].pressure_bar`: must be a finite number, got {pressure!r}'
-    if len({exploration_key(point) for point in points}) != len(points):
-        return '`state_points`: a state point is given twice'
     return None
 
 
@@ -294,26 +265,13 @@ def validate_extras(value: Mapping) -> str | None:
     ):
         return '`validate`: the validation compares with the classical teacher; it needs the classical oracle'
     if 'validation_protocol' in value:
-        protocols = WorkflowFactory('mlpot.validation').get_available_protocols()
+        protocols = ValidationWorkChain.get_available_protocols()
         if value['validation_protocol'].value not in protocols:
             return (
                 f'`validation_protocol`: unknown protocol {value["validation_protocol"].value!r}; choose from '
                 f'{", ".join(protocols)}'
             )
     return None
-
-
-def sampling_point(point: Mapping, volume_scale: float = 1.0) -> dict:
-    """Return the sampling state point of an exploration state point (NVT: at ``volume_scale``)."""
-    if point.get('pressure_bar') is not None:
-        return {'temperature_K': point['temperature_K'], 'pressure_bar': point['pressure_bar']}
-    return {'temperature_K': point['temperature_K'], 'volume_scale': float(volume_scale)}
-
-
-def exploration_key(point: Mapping) -> str:
-    """Return the label of an exploration state point, ``T1400_P1`` (NPT) or ``T1400_V1`` (NVT): that of the
-    sampling state point whose last frame starts its exploration."""
-    return state_point_key(sampling_point(point))
 
 
 def _fits(parameters: Mapping, stats: DatasetStats, limit_mb: float) -> bool:
@@ -1263,11 +1221,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return bool(self.inputs.validate.value) and 'potential' in self.ctx
 
     def run_validation(self):
-        """Validate the final potential (and the random baseline's) with ``ValidationWorkChain`` (the teacher).
-
-        The class is loaded through its entry point: ``workflows/validation.py`` imports this module.
-        """
-        validation = WorkflowFactory('mlpot.validation')
+        """Validate the final potential (and the random baseline's) with ``ValidationWorkChain`` (the teacher)."""
         potentials = {'active_learning': self.ctx.potential}
         if 'random_outputs' in self.ctx:
             potentials['random_baseline'] = self.ctx.random_outputs['potential']
@@ -1275,7 +1229,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         protocol = self.inputs.validation_protocol.value if 'validation_protocol' in self.inputs else None
         launched = {}
         for which, potential in potentials.items():
-            builder = validation.get_builder_from_protocol(
+            builder = ValidationWorkChain.get_builder_from_protocol(
                 codes,
                 self.inputs.structure,
                 protocol,
@@ -1348,5 +1302,5 @@ def _codes(codes: Mapping | None, oracle: str) -> dict:
     labels = {'lammps': 'lmp', 'cp2k': 'cp2k', 'gap_fit': 'gap_fit', 'python': 'python'}
     for key in needed:
         if key not in codes:
-            codes[key] = orm.load_code(f'{labels[key]}@localhost')
+            codes[key] = load_code_by_label(f'{labels[key]}@localhost')
     return codes

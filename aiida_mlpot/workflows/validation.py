@@ -44,11 +44,11 @@ from aiida_mlpot.calculations.solids import SolidPropertiesCalculation
 from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.data.potential import GapPotentialData
 from aiida_mlpot.inputs.sampling import state_point_key
-from aiida_mlpot.workflows.active_learning import validate_state_points
 from aiida_mlpot.workflows.labelling import LabellingWorkChain
 from aiida_mlpot.workflows.ml_md import MlMdWorkChain
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
 from aiida_mlpot.workflows.sampling import SamplingWorkChain
+from aiida_mlpot.workflows.state_points import validate_state_points
 
 __all__ = ('COMPARISON_KEYS', 'CRYSTAL_EXCLUDED', 'ValidationWorkChain', 'validation_runs')
 

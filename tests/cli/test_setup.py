@@ -11,7 +11,7 @@ from aiida.orm import Computer, InstalledCode, QueryBuilder
 from click.testing import CliRunner
 
 from aiida_mlpot.cli.data import dataset, gap_potential
-from aiida_mlpot.cli.setup import CodeSpec, setup
+from aiida_mlpot.cli.setup import CodeSpec, SetupError, probe_executable, setup
 from aiida_mlpot.data.dataset import DatasetData
 
 
@@ -45,6 +45,25 @@ def test_setup_twice_changes_nothing(aiida_profile, tmp_path):
     assert _count(Computer, label='mlpot-test') == 1
     assert _count(InstalledCode, label='fake-lmp') == 1
     assert any('SKIPPED, executable not found' in m for m in messages)
+
+
+def test_probe_that_times_out_registers_the_code_with_a_warning():
+    """A probe still running at its timeout (a loaded machine) is not a broken executable: warned, not skipped."""
+    spec = CodeSpec('slow', '/bin/sleep', None, 'a probe slower than its timeout', probe=('5',))
+    with pytest.warns(UserWarning, match=r'`/bin/sleep` did not finish `5` within 0.2 s'):
+        assert probe_executable(spec, timeout=0.2) is None
+
+
+def test_setup_names_every_code_of_an_ambiguous_label(aiida_profile, tmp_path):
+    """Two codes `dup@mlpot-dup` (an imported archive next to setup's): setup lists both instead of a bare error."""
+    spec = CodeSpec('dup', '/bin/true', None, 'registration test')
+    setup(profile=aiida_profile.name, computer='mlpot-dup', workdir=str(tmp_path), codes=[spec], echo=print)
+    computer = Computer.collection.get(label='mlpot-dup')
+    InstalledCode(label='dup', computer=computer, filepath_executable='/bin/true').store()
+    with pytest.raises(SetupError, match=r'2 codes are labelled `dup@mlpot-dup`'):
+        setup(
+            profile=aiida_profile.name, computer='mlpot-dup', workdir=str(tmp_path), codes=[spec], echo=print
+        )
 
 
 def _executable(name: str) -> str:

@@ -9,7 +9,7 @@ from aiida.engine import run_get_node
 
 from aiida_mlpot.presets import nacl_tosi_fumi
 from aiida_mlpot.structures import random_box
-from aiida_mlpot.workflows.active_learning import ActiveLearningWorkChain
+from aiida_mlpot.workflows.active_learning import XTB_FIXED_CELL_VIRIAL_SIGMA, ActiveLearningWorkChain
 
 
 def _builder(codes, structure, overrides, temperatures=(1100.0, 1400.0)):
@@ -42,6 +42,25 @@ def test_bad_loop_setting_is_refused_before_running(codes, nacl_liquid):
         ValueError, match=r'`state_points\[0\].temperature_K`: must be a positive finite number'
     ):
         builder.state_points = orm.List([{'temperature_K': -5.0}])
+
+
+@pytest.mark.parametrize(
+    ('pressures', 'overrides', 'expected'),
+    [
+        ((), {}, XTB_FIXED_CELL_VIRIAL_SIGMA),
+        ((), {'fitting': {'gap_fit': {'parameters': {'default_sigma': {'virial': 0.2}}}}}, 0.2),
+        ((1.0,), {}, 0.05),
+    ],
+)
+def test_xtb_oracle_at_fixed_cell_does_not_fit_the_virial(
+    codes, code_cp2k, nacl_liquid, pressures, overrides, expected
+):
+    """GFN1-xTB's stress (~-40 GPa here) is not fitted in an NVT-only loop, unless the user sets its sigma."""
+    builder = ActiveLearningWorkChain.get_builder_from_protocol(
+        nacl_liquid, nacl_tosi_fumi('ewald'), temperatures=(1400.0,), pressures=pressures, oracle='cp2k-xtb',
+        protocol='fast', overrides=overrides, codes={**codes, 'cp2k': code_cp2k},
+    )  # fmt: skip
+    assert builder.fitting.gap_fit.parameters['default_sigma']['virial'] == expected
 
 
 @pytest.mark.e2e

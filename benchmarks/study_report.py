@@ -31,6 +31,9 @@ def load(workdir: pathlib.Path, md_steps: int) -> dict[str, list[dict]]:
             path = done if done.exists() else base / 'progress.json'
             if path.exists():
                 records = json.loads(path.read_text())
+                loop = base / 'loop.json'  # the loop's log (also of a run stopped before its end)
+                if records and 'loop' not in records[-1] and loop.exists():
+                    records[-1]['loop'] = json.loads(loop.read_text())
                 for record in records:
                     record['final'] = record is records[-1] and done.exists()
                     _attach_crystal(record, base / f'fit_{record["iteration"]:02d}' / 'crystal.json')
@@ -59,9 +62,7 @@ def crystal_table(records: list[dict], reference_file: pathlib.Path) -> str:
                                                    for k in CRYSTAL) + ' |')  # fmt: skip
     groups = defaultdict(list)
     for record in rows:
-        if record['method'] == 'active' and not record.get('final'):
-            continue
-        groups[(record['method'], record['labels'] if record['method'] != 'active' else None)].append(record)
+        groups[(record['method'], record['labels'])].append(record)
     for (method, labels), group in sorted(groups.items(), key=lambda i: (ORDER.index(i[0][0]), i[0][1] or 0)):
         shown = str(labels) if labels is not None else _fmt([r['labels'] for r in group], 0)
         cells = [method, shown, ','.join(str(r['seed']) for r in group)]
@@ -108,18 +109,13 @@ def _artefact(record: dict) -> bool | None:
 
 
 def table_rows(records: list[dict]) -> list[tuple]:
-    """Group the fast-protocol records by (method, labels); active learning by its final iteration."""
+    """Group the fast-protocol records by (method, labels); active learning by its training size."""
     groups = defaultdict(list)
     for record in records:
         if record.get('protocol') != 'fast':
             continue
-        if record['method'] == 'active':
-            if record.get('final'):
-                groups[('active (final)', None)].append(record)
-            continue
         groups[(record['method'], record['labels'])].append(record)
     order = {m: i for i, m in enumerate(ORDER)}
-    order['active (final)'] = len(ORDER)
     return sorted(groups.items(), key=lambda item: (order.get(item[0][0], 99), item[0][1] or 0))
 
 
@@ -229,6 +225,7 @@ def plot_curves(records: list[dict], system: str, path: pathlib.Path) -> None:
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     keys = [('audit', 'force_rmse'), ('test', 'force_rmse'), ('hot', 'force_max')]
     titles = ['audit force RMSE (ML-visited frames)', 'test force RMSE', 'hot-set max |ΔF|']
@@ -247,6 +244,8 @@ def plot_curves(records: list[dict], system: str, path: pathlib.Path) -> None:
                 axis.plot(xs, ys, 'k--s', alpha=0.7, label=f'active (seed {seed})')
         axis.set_xscale('log', base=2)
         axis.set_yscale('log')
+        axis.yaxis.set_major_formatter(ticker.FormatStrFormatter('%.3g'))
+        axis.yaxis.set_minor_formatter(ticker.FormatStrFormatter('%.3g'))
         axis.set_xlabel('labels (training configurations)')
         axis.set_ylabel('eV/Å')
         axis.set_title(title)
@@ -269,8 +268,8 @@ def plot_rdf(records: list[dict], system: str, path: pathlib.Path) -> None:
     budget = max(r['labels'] for r in fast)
     seed = min(r['seed'] for r in fast)
     chosen = [r for r in fast if r['labels'] == budget and r['seed'] == seed]
-    finals = [r for r in records if r['method'] == 'active' and r.get('final') and r.get('rdf')]
-    chosen += finals[:1]
+    active = [r for r in records if r['method'] == 'active' and r.get('rdf')]
+    chosen += sorted(active, key=lambda r: (-r['labels'], r['seed']))[:1]
     pair = _pair(chosen[0])
     figure, axis = plt.subplots(figsize=(7, 4.5))
     r = np.array(chosen[0]['rdf']['r'])

@@ -1,28 +1,31 @@
-"""Label reuse: oracle calls saved when a second active-learning loop follows a first one, with AiiDA caching.
+"""Label reuse: oracle calls saved when a second active-learning loop is started from the first one's training set.
 
 The loop is that of tests/workflows/active_learning/test_loop_argon.py (liquid argon, 32 atoms at 90 K, the
 Lennard-Jones preset as sampler and classical oracle, the ``fast`` protocol with the test's small budgets), run in
 this process on a throw-away ``core.sqlite_dos`` profile whose configuration enables caching for the oracle
 calculations only (``caching.enabled_for`` = the LAMMPS teacher rerun and CP2K, ``scripts/services/aiida_setup.
-enable_oracle_caching``; the same call as ``verdi -p PROFILE config set caching.enabled_for ...``). Three runs:
+enable_oracle_caching``; the same call as ``verdi -p PROFILE config set caching.enabled_for ...``). Runs:
 
 1. **first**: the loop from scratch; every configuration it labels is a real oracle run.
-2. **same inputs**: the identical loop again (a new ``StructureData`` with the same content). The sampling MD
-   is not cached (caching is on for the oracle only) but is seeded, so it gives the same pool, the same initial
-   selection, and the initial labelling is served from the cache; later labellings are cached only where the ML
-   MD visits exactly the same frames (same fit, same seeds).
-3. **from training_set**: a loop started from the first run's ``training_set`` and ``test_set`` outputs
-   (ActiveLearningWorkChain's ``training_set`` input): no sampling, no initial selection, no initial labelling
-   at all (those labels are inputs, not oracle calls); the replicas start from ``structure``, so the frames they
-   visit are new and their labels are cached only if identical to an earlier oracle input.
+2. **from training_set**: a second loop started from the first run's final ``training_set`` and ``test_set``
+   outputs (ActiveLearningWorkChain's ``training_set`` input) with the same exploration settings. Its ``structure``
+   (where every replica starts) is the first run's exploration start (the ``exploration_starts`` output: the
+   last frame its sampling MD left at that state point), so that the second loop explores the same liquid as the
+   first rather than the unequilibrated random box (from which the first ML MD triggers at step 0). There is no
+   sampling, no initial selection and no initial labelling: those labels are inputs, not oracle calls.
+3. with ``--same-inputs`` (before 2): the identical first loop again (a new ``StructureData`` of the same content):
+   the saving of a repeated run, served from the cache where the seeded sampling and ML MD revisit the same frames.
 
 For every run the script counts the configurations sent to the oracle (the loop's own ``oracle_calls``), the
-oracle CalcJobs and how many of them were served from the cache (``node.base.caching.get_cache_source()``, and
-that the source belongs to an earlier run), the configurations a real oracle job computed, and the wall time.
-With the classical oracle one ``LammpsRerunCalculation`` labels a whole set, so the cache reuses whole sets;
-with CP2K every configuration is its own calculation and reused one by one (tests/scaleout shows that case).
+oracle CalcJobs and how many of them were served from the cache (``node.base.caching.get_cache_source()`` not
+None, ``is_created_from_cache``, and the source a node of an earlier run), the configurations a real oracle job
+computed, and the wall time. The saving of the second loop is the first loop's oracle calls minus the
+configurations the second loop's oracle jobs computed: the initial labels it did not need (they came with
+``training_set``) plus the labellings the cache served. With the classical oracle one ``LammpsRerunCalculation``
+labels a whole set, so the cache reuses whole sets; with CP2K every configuration is its own calculation and
+reused one by one (tests/scaleout shows that case).
 
-    nice -n 10 .venv/bin/python benchmarks/bench_caching.py [--json out.json]
+    .venv/bin/python benchmarks/bench_caching.py [--same-inputs] [--json out.json]
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ def oracle_facts(node, earlier: set[str]) -> dict:
                 .link_label,
                 'n_configurations': len(calc.inputs.structures),
                 'cached_from': source,
+                'is_created_from_cache': calc.base.caching.is_created_from_cache,
                 'source_from_earlier_run': source in earlier if source else None,
                 'extra_aiida_cached_from': calc.base.extras.get('_aiida_cached_from', None),
             }
@@ -106,9 +110,29 @@ def oracle_facts(node, earlier: set[str]) -> dict:
     }
 
 
+def exploration_start(loop):
+    """The structure the first exploration of ``loop`` started from (the output of its ``exploration_starts``)."""
+    from aiida.common.links import LinkType
+
+    calls = loop.base.links.get_outgoing(
+        link_type=LinkType.CALL_CALC, link_label_filter='exploration_starts'
+    ).all()
+    if len(calls) != 1:
+        raise RuntimeError(
+            f'{loop.process_label}<{loop.pk}> has {len(calls)} `exploration_starts` calls, not 1'
+        )
+    outputs = calls[0].node.base.links.get_outgoing(link_type=LinkType.CREATE).all()
+    if len(outputs) != 1:
+        raise RuntimeError(f'exploration_starts<{calls[0].node.pk}> made {len(outputs)} structures, not 1')
+    return outputs[0].node
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--json', type=pathlib.Path, help='also write the figures here')
+    parser.add_argument(
+        '--same-inputs', action='store_true', help='also run the identical first loop again (a repeated run)'
+    )
     args = parser.parse_args()
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix='mlpot-bench-caching-'))
@@ -133,33 +157,50 @@ def main() -> int:
     }
     atoms = random_box({'Ar': 32}, density=1.40, min_distance=3.0, seed=1)
 
-    def loop(**kwargs):
+    def loop(structure=None, **kwargs):
         overrides = dict(SMALL)
         if 'training_set' in kwargs:  # sampling and selection are not used: leave them out
             overrides = {key: value for key, value in SMALL.items() if key not in ('sampling', 'selection')}
             if 'test_set' in kwargs:
                 overrides.pop('split', None)
         builder = ActiveLearningWorkChain.get_builder_from_protocol(
-            orm.StructureData(ase=atoms), argon_lj(), temperatures=[90.0], oracle='classical', protocol='fast',
-            overrides=overrides, codes=codes, **kwargs,
-        )  # fmt: skip
+            structure or orm.StructureData(ase=atoms),
+            argon_lj(),
+            temperatures=[90.0],
+            oracle='classical',
+            protocol='fast',
+            overrides=overrides,
+            codes=codes,
+            random_baseline=False,  # its labelling is not the loop's and would count as oracle work
+            **kwargs,
+        )
         start = time.monotonic()
         _, node = run_get_node(builder)
         return node, time.monotonic() - start
 
     has_training_set = 'training_set' in ActiveLearningWorkChain.spec().inputs
     runs, earlier, results = {}, set(), {}
-    plan = [('first', {}), ('same_inputs', {})]
-    if has_training_set:
-        plan.append(('from_training_set', 'first'))
-    for name, kwargs in plan:
-        if kwargs == 'first':
+    plan = ['first'] + (['same_inputs'] if args.same_inputs else [])
+    plan += ['from_training_set'] if has_training_set else []
+    for name in plan:
+        kwargs = {}
+        if name == 'from_training_set':
             first = runs['first']
-            kwargs = {'training_set': first.outputs.training_set, 'test_set': first.outputs.test_set}
+            kwargs = {
+                'training_set': first.outputs.training_set,
+                'test_set': first.outputs.test_set,
+                'structure': exploration_start(first),
+            }
         node, wall = loop(**kwargs)
         runs[name] = node
         results[name] = oracle_facts(node, earlier)
         results[name]['wall_s'] = wall
+        if name == 'from_training_set':
+            results[name]['structure_from'] = (
+                f'exploration_starts of the first run, StructureData<{kwargs["structure"].pk}>'
+            )
+            results[name]['n_train_start'] = len(kwargs['training_set'])
+            results[name]['n_test_start'] = len(kwargs['test_set'])
         earlier |= {node.uuid, *(n.uuid for n in node.called_descendants)}
         print(f'{name}: {json.dumps(results[name])}', flush=True)
 
@@ -180,21 +221,31 @@ def report(results: dict, has_training_set: bool) -> None:
             f'{name:<19} | {row["oracle_calls"]!s:>17} | {row["n_oracle_calcs"]:>12} ({row["n_cached_calcs"]:>2})     '
             f'   | {row["configs_computed"]:>16} | {row["configs_from_cache"]:>10} | {row["wall_s"]:6.0f}'
         )
-    same = results['same_inputs']
-    saved = same['configs_from_cache']
-    print(
-        f'\nsame inputs, caching on: {saved} of {same["oracle_calls"]} oracle calls served from the cache '
-        f'({100 * saved / max(same["oracle_calls"], 1):.0f} % saved); each cached calculation names its source '
-        f'(get_cache_source), all in the first run: '
-        f'{all(r["source_from_earlier_run"] for r in same["oracle_calcs"] if r["cached_from"])}.'
-    )
+    if 'same_inputs' in results:
+        same = results['same_inputs']
+        saved = same['configs_from_cache']
+        print(
+            f'\nsame inputs, caching on: {saved} of {same["oracle_calls"]} oracle calls served from the cache '
+            f'({100 * saved / max(same["oracle_calls"], 1):.0f} % saved); each cached calculation names its source '
+            f'(get_cache_source), all in the first run: '
+            f'{all(r["source_from_earlier_run"] for r in same["oracle_calcs"] if r["cached_from"])}.'
+        )
     if has_training_set:
         start = results['from_training_set']
+        saved = first['configs_computed'] - start['configs_computed']
         print(
-            f'from training_set: the {first["n_train_final"]} training configurations of the first run are inputs, '
-            f'never sent to the oracle; the loop sent {start["oracle_calls"]} configurations to the oracle '
-            f'({start["configs_from_cache"]} of them from the cache) against {first["oracle_calls"]} for the '
-            f'first run from scratch: {first["oracle_calls"] - start["configs_computed"]} fewer oracle runs.'
+            f"\nfrom training_set: the second loop started from the first one's {start['n_train_start']} training and "
+            f'{start["n_test_start"]} test configurations (inputs, never sent to the oracle) and explored from the '
+            f"first run's exploration start. Oracle: first loop {first['oracle_calls']} configurations in "
+            f'{first["n_oracle_calcs"]} calculations, all computed; second loop {start["oracle_calls"]} configurations '
+            f'in {start["n_oracle_calcs"]} calculations, {start["n_cached_calcs"]} calculations '
+            f'({start["configs_from_cache"]} configurations) from the cache, every source in the first run: '
+            f'{all(r["source_from_earlier_run"] for r in start["oracle_calcs"] if r["cached_from"])}; '
+            f'{start["configs_computed"]} computed. Saved: {saved} of {first["configs_computed"]} oracle runs '
+            f'({100 * saved / max(first["configs_computed"], 1):.0f} %): '
+            f'{first["configs_computed"] - start["oracle_calls"]} by starting at the fit, '
+            f'{start["configs_from_cache"]} by the cache. Iterations: first {first["iterations"]}, '
+            f'second {start["iterations"]}; final training set {first["n_train_final"]} -> {start["n_train_final"]}.'
         )
     else:
         print('from training_set: not measured (ActiveLearningWorkChain has no `training_set` input here).')

@@ -133,10 +133,12 @@ def curve_from_reports(lines: list[str]) -> dict:
     """
     import re
 
-    steps, calls, audits = [0], [], []
+    steps, calls, candidates, audits = [0], [], [0], []
     pending_steps = None
     for line in lines:
-        if m := re.search(r'\|plan\]: T\S+: \w+ after (\d+) steps', line):
+        if m := re.search(r'\|plan\]: iteration \d+: \d+ audit frames, (\d+) candidates', line):
+            candidates.append(candidates[-1] + int(m.group(1)))
+        elif m := re.search(r'\|plan\]: T\S+: \w+ after (\d+) steps', line):
             pending_steps = int(m.group(1))
         elif m := re.search(r'\|run_labelling\]: labelling (\d+) configurations', line):
             calls.append((calls[-1] if calls else 0) + int(m.group(1)))
@@ -156,11 +158,12 @@ def curve_from_reports(lines: list[str]) -> dict:
     return {
         'cumulative_steps': steps[: len(calls)],
         'cumulative_calls': calls,
+        'cumulative_candidates': candidates[: len(calls)],
         'final_audit': audits[-1] if audits else None,
         'audits': audits,
         'iterations': [None] * (len(calls) - 1),
         'exit_status': None,
-        'stopping': {'criterion': 'still running: partial, from its report lines'},
+        'stopping': {'criterion': 'not finished: partial, from its report lines'},
     }
 
 
@@ -170,36 +173,44 @@ def plot(results: dict, path: pathlib.Path, ensemble: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
     styles = {
         'strict': ('-', 'o', 9),
         'default': ('--', 's', 6),
         'loose': (':', '^', 4),
     }  # overlaps stay visible
-    for name, entry in results.items():
-        line, marker, size = styles[name]
-        ax.step(
-            entry['cumulative_steps'],
-            entry['cumulative_calls'],
-            where='post',  # the calls of an iteration follow its steps
-            ls=line,
-            marker=marker,
-            ms=size,
-            label=f'{name} (relative threshold {entry["relative_threshold"]:g})',
-        )
-    ax.set_xlabel('cumulative ML-MD steps (2 fs)')
-    ax.set_ylabel('cumulative oracle calls')
+    series = (
+        ('cumulative_calls', 'oracle calls: initial set + candidates + audits'),
+        ('cumulative_candidates', 'candidates only: triggered frames labelled'),
+    )
+    for ax, (key, ylabel) in zip(axes, series):
+        for name, entry in results.items():
+            if not entry.get(key):
+                continue
+            line, marker, size = styles[name]
+            ax.step(
+                entry['cumulative_steps'],
+                entry[key],
+                where='post',  # the calls of an iteration follow its steps
+                ls=line,
+                marker=marker,
+                ms=size,
+                label=f'{name} (relative threshold {entry["relative_threshold"]:g})',
+            )
+        ax.set_xlabel('cumulative ML-MD steps (2 fs)')
+        ax.set_ylabel('cumulative count')
+        ax.set_title(ylabel, fontsize=9)
+        ax.legend(fontsize=8)
     state = 'NPT 1 bar' if ensemble == 'npt' else 'NVT 1.30 g/cm³'
-    ax.set_title(f'NaCl 64 atoms, 1400 K {state}, local GAP, Tosi-Fumi teacher', fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.suptitle(f'NaCl 64 atoms, 1400 K {state}, local GAP, Tosi-Fumi teacher', fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=120)
 
 
 def table(results: dict) -> str:
     lines = [
-        '| threshold | relative threshold | iterations | cumulative steps | cumulative oracle calls | final audit force RMSE (eV/Å) | final audit energy RMSE (meV/atom) | stopped by |',
-        '|---|---|---|---|---|---|---|---|',
+        '| threshold | relative threshold | iterations | cumulative steps | cumulative oracle calls | cumulative candidates | audit force RMSE per iteration (eV/Å) | final audit force RMSE (eV/Å) | final audit energy RMSE (meV/atom) | stopped by |',
+        '|---|---|---|---|---|---|---|---|---|---|',
     ]
     for name, entry in results.items():
         audit = entry['final_audit'] or {}
@@ -209,10 +220,15 @@ def table(results: dict) -> str:
             return 'n/a' if value is None else format(value, spec)
 
         exit_note = '' if entry['exit_status'] is None else f' (exit {entry["exit_status"]})'
+        audits = [
+            fmt(row.get('audit_force_rmse'), '.3f') for row in entry['iterations'] if isinstance(row, dict)
+        ] or [fmt(row['force_rmse'], '.3f') for row in entry.get('audits', [])]
         lines.append(
             f'| {name} | {entry["relative_threshold"]:g} | {len(entry["iterations"])} | '
             f'{", ".join(str(s) for s in entry["cumulative_steps"])} | '
-            f'{", ".join(str(c) for c in entry["cumulative_calls"])} | {fmt(audit.get("force_rmse"), ".3f")} | '
+            f'{", ".join(str(c) for c in entry["cumulative_calls"])} | '
+            f'{", ".join(str(c) for c in entry.get("cumulative_candidates", [])) or "n/a"} | '
+            f'{", ".join(audits)} | {fmt(audit.get("force_rmse"), ".3f")} | '
             f'{fmt(audit.get("energy_rmse"), ".2f")} | {stopping}{exit_note} |'
         )
     return '\n'.join(lines)

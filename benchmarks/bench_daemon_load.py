@@ -19,6 +19,16 @@ follows the machine's speed; progress lines every 30 s give the rate and the ETA
 
 ``--slots`` is ``daemon.worker_process_slots`` per worker: how many processes a worker runs at once. With
 ``core.direct`` every running CalcJob is a process on this machine, so it is kept small (10) on 2 cores.
+
+``--profile DIR`` says where the workers' CPU goes: the workers are then started without circus, each as
+``start_daemon_worker`` (the function ``verdi daemon worker`` calls) under :mod:`cProfile` with a CPU timer (stats dumped to DIR
+when the worker is stopped with SIGTERM), and their CPU is also split per thread with psutil (the RabbitMQ
+communicator of a worker runs in a thread of its own, which cProfile does not see). Printed: the CPU seconds per
+job by package of the code that spends them (aiida, plumpy, sqlalchemy, psycopg, aiida_mlpot, ...), the
+functions with the most own time, and the cumulative time of the CalcJob steps (upload, submit, update,
+retrieve, parse) and of this package's validators, ``prepare_for_submission`` and parser. cProfile slows
+Python code down (about 1.5-2x), so the per-job CPU of a profiled run is not the benchmark's figure; the
+shares are.
 """
 
 from __future__ import annotations
@@ -81,6 +91,11 @@ def main() -> int:
         '--min-stall', type=float, default=600.0, help='the shortest stall limit, s (default 600)'
     )
     parser.add_argument('--json', type=pathlib.Path, help='also write the figures here')
+    parser.add_argument(
+        '--profile',
+        type=pathlib.Path,
+        help='run the workers under cProfile (without circus) and write their stats to this folder',
+    )
     args = parser.parse_args()
 
     for name in ('postgres', 'rabbitmq'):
@@ -135,14 +150,22 @@ def main() -> int:
             builders.append(builder)
 
         client = get_daemon_client()
-        client.start_daemon(number_workers=args.workers)
-        time.sleep(2)
-        daemon_pids = [client.get_daemon_pid(), *worker_pids(client)]
+        profiled = []
+        if args.profile:
+            profiled = start_profiled_workers(name, args.workers, args.profile)
+            daemon_pids = [None, *(process.pid for process in profiled)]
+        else:
+            client.start_daemon(number_workers=args.workers)
+            time.sleep(2)
+            daemon_pids = [client.get_daemon_pid(), *worker_pids(client)]
         try:
             figures = run(args, services, daemon_pids[1:], builders)
+            if profiled:
+                figures['profile'] = stop_profiled_workers(profiled, args.profile, figures)
         finally:
             try:
-                client.stop_daemon(wait=True)
+                if not profiled:
+                    client.stop_daemon(wait=True)
             except Exception as exception:  # a loaded machine: circus may not answer in time
                 print(f'stopping the daemon: {exception!r}; killing its processes by PID')
             for pid in daemon_pids:
@@ -167,6 +190,160 @@ def worker_pids(client, attempts: int = 5) -> list[int]:
                 raise
             time.sleep(5)
     return []
+
+
+#: A daemon worker under cProfile: ``start_daemon_worker`` returns when the worker gets SIGTERM; then the stats.
+PROFILED_WORKER = """
+import cProfile, sys, time
+from aiida.engine.daemon.worker import start_daemon_worker
+profiler = cProfile.Profile(time.thread_time)  # CPU of the worker's main thread, not wall time
+profiler.enable()
+try:
+    start_daemon_worker(foreground=False, profile_name=sys.argv[1])
+finally:
+    profiler.disable()
+    profiler.dump_stats(sys.argv[2])
+"""
+
+
+def start_profiled_workers(profile_name: str, number: int, folder: pathlib.Path) -> list:
+    """Start ``number`` daemon workers of ``profile_name`` under cProfile (no circus); return the processes."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, '-c', PROFILED_WORKER, profile_name, str(folder / f'worker-{index}.prof')],
+            stdout=(folder / f'worker-{index}.log').open('w'),
+            stderr=subprocess.STDOUT,
+        )
+        for index in range(number)
+    ]
+    time.sleep(15)  # the imports (before the profiler starts) and the connection to RabbitMQ
+    return processes
+
+
+#: Where a profiled function's file lies -> the package it is counted under (first match wins).
+PACKAGES = (
+    'aiida_mlpot',
+    'aiida_lammps',
+    'aiida/engine',
+    'aiida/orm',
+    'aiida/storage',
+    'aiida/schedulers',
+    'aiida/transports',
+    'aiida/repository',
+    'aiida/common',
+    'aiida/manage',
+    'aiida',
+    'plumpy',
+    'kiwipy',
+    'aio_pika',
+    'aiormq',
+    'pamqp',
+    'sqlalchemy',
+    'psycopg',
+    'pydantic',
+    'disk_objectstore',
+    'ase',
+    'numpy',
+    'yaml',
+    'asyncio',
+    'json',
+    'subprocess',
+    'importlib',
+    'logging',
+)
+
+#: Functions whose cumulative time is printed: the CalcJob steps of the engine and this package's own work.
+STEPS = (
+    ('aiida/engine/processes/calcjobs/tasks.py', 'task_upload_job'),
+    ('aiida/engine/processes/calcjobs/tasks.py', 'task_submit_job'),
+    ('aiida/engine/processes/calcjobs/tasks.py', 'task_update_job'),
+    ('aiida/engine/processes/calcjobs/tasks.py', 'task_retrieve_job'),
+    ('aiida/engine/processes/calcjobs/calcjob.py', 'parse'),
+    ('aiida/engine/processes/calcjobs/calcjob.py', 'presubmit'),
+    ('aiida/engine/processes/process.py', 'on_entered'),
+    ('aiida/engine/processes/process.py', '_save_checkpoint'),
+    ('aiida/engine/processes/process.py', 'on_terminated'),
+    ('aiida/engine/processes/process.py', 'update_outputs'),
+    ('plumpy/processes.py', 'recreate_from'),
+    ('aiida/engine/processes/process.py', 'load_instance_state'),
+    ('aiida_mlpot/calculations/lammps.py', '_validate_rerun_inputs'),
+    ('aiida_mlpot/calculations/lammps.py', 'prepare_for_submission'),
+    ('aiida_mlpot/parsers/lammps.py', 'parse'),
+    ('aiida/manage/caching.py', 'get_use_cache'),
+    ('aiida/engine/launch.py', 'submit'),
+    ('aiida/orm/nodes/node.py', 'store'),
+    ('aiida/engine/processes/process.py', 'on_create'),
+    ('plumpy/processes.py', 'on_create'),
+    ('aiida/engine/processes/calcjobs/calcjob.py', 'run'),
+    ('aiida/engine/processes/calcjobs/tasks.py', 'execute'),
+    ('aiida/orm/nodes/caching.py', 'get_hash'),
+    ('aiida/orm/nodes/caching.py', '_get_same_node'),
+)
+
+
+def stop_profiled_workers(processes: list, folder: pathlib.Path, figures: dict) -> dict:
+    """CPU per thread of every worker (psutil), then SIGTERM, then the cProfile stats by package and step."""
+    import psutil
+
+    n_jobs = max(figures['n_submitted'], 1)
+    threads = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            rows = sorted(psutil.Process(process.pid).threads(), key=lambda t: -(t.user_time + t.system_time))
+            threads.append([round(t.user_time + t.system_time, 2) for t in rows])
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=120)
+        except Exception:
+            process.kill()
+    files = [str(path) for path in sorted(folder.glob('worker-*.prof'))]
+    if not files:
+        return {'threads_cpu_s': threads, 'error': 'no profile written'}
+    profile = {
+        'jobs': n_jobs,
+        'threads_cpu_s': threads,
+        'workers': summarize(files, n_jobs),
+    }  # threads: per worker
+    if (folder / 'submit.prof').exists():
+        profile['submit'] = summarize([str(folder / 'submit.prof')], n_jobs)
+    print(json.dumps(profile, indent=2), flush=True)
+    return profile
+
+
+def summarize(files: list[str], n_jobs: int) -> dict:
+    """Per job: the profiled CPU by package, the cumulative time of :data:`STEPS`, the functions of most own time."""
+    import pstats
+
+    stats = pstats.Stats(*files)
+    by_package = {}
+    for (filename, _line, _function), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
+        key = next((name for name in PACKAGES if f'/{name}/' in filename or f'/{name}.py' in filename), None)
+        if key is None:
+            key = 'built-in' if filename == '~' else 'other'
+        by_package[key] = by_package.get(key, 0.0) + tottime
+    steps = {}
+    for (filename, line, function), (_cc, calls, _tt, cumtime, _callers) in stats.stats.items():
+        for path, name in STEPS:
+            if filename.endswith(path) and function == name:
+                steps[f'{path}:{line}:{name}'] = {'calls': calls, 'cum_s_per_job': round(cumtime / n_jobs, 4)}
+    top = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:25]
+    return {
+        'profiled_s_per_job': round(stats.total_tt / n_jobs, 4),
+        'by_package_s_per_job': {
+            k: round(v / n_jobs, 4) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])
+        },
+        'steps': steps,
+        'top_own_time': [
+            f'{tottime / n_jobs:.4f} s/job own, {cumtime / n_jobs:.4f} cum, {calls} calls: '
+            f'{filename.split("site-packages/")[-1]}:{line}:{function}'
+            for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in top
+        ],
+    }
 
 
 STOP = {'requested': 0}
@@ -204,6 +381,14 @@ def run(args, services, workers: list[int], builders) -> dict:
 
     start = time.monotonic()
     pks = []
+    submit_cpu = time.process_time()
+    if (
+        args.profile
+    ):  # the submitting side too: validation, storing the inputs and the node, the RabbitMQ task
+        import cProfile
+
+        submit_profiler = cProfile.Profile(time.thread_time)  # CPU, not wall time
+        submit_profiler.enable()
     for index, builder in enumerate(builders, start=1):
         if STOP['requested']:
             break
@@ -211,6 +396,10 @@ def run(args, services, workers: list[int], builders) -> dict:
         if index % 50 == 0:
             print(f'  submitted {index}/{args.n} in {time.monotonic() - start:.1f} s', flush=True)
     submitted = time.monotonic() - start
+    submit_cpu = time.process_time() - submit_cpu
+    if args.profile:
+        submit_profiler.disable()
+        submit_profiler.dump_stats(str(args.profile / 'submit.prof'))
     n = len(pks)
     print(f'submitted {n} in {submitted:.1f} s ({submitted / max(n, 1) * 1e3:.1f} ms each)')
 
@@ -290,6 +479,7 @@ def run(args, services, workers: list[int], builders) -> dict:
         'messages_left_in_rabbitmq': left,
         'workers_died': workers_alive != worker_pids,
         'submit_s': submitted,
+        'submit_cpu_per_job_s': submit_cpu / max(n, 1),  # CPU of this (submitting) process
         'makespan_s': makespan,
         'throughput_per_s': n_ok / makespan,
         'throughput_per_hour': 3600 * n_ok / makespan,

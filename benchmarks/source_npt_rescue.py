@@ -249,7 +249,7 @@ def plot(record: Record, path: pathlib.Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True)  # same 2000 steps asked
     panels = {
         'before': [
             ('before_virials', '-', 'initial GAP, with virials'),

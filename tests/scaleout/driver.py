@@ -65,6 +65,22 @@ def nacl_cells(n: int, seed: int, amplitude: float = 0.08):
     return cells
 
 
+def xtb_labelling(cells, max_concurrent: int):
+    """A CP2K GFN1-xTB ``LabellingWorkChain`` builder of ``cells`` (new StructureData nodes each time: the cache
+    matches on content hashes, not on node identity) on the SLURM computer, ``max_concurrent`` jobs at once."""
+    from aiida import orm
+
+    from aiida_mlpot.workflows.labelling import LabellingWorkChain
+
+    return LabellingWorkChain.get_builder_from_protocol(
+        orm.load_code('cp2k@slurm'),
+        [orm.StructureData(ase=atoms) for atoms in cells],
+        protocol='xtb',
+        overrides={'cp2k': {'settings': {'omp_num_threads': 1}, 'max_concurrent': max_concurrent}},
+        options=LABEL_OPTIONS,
+    )
+
+
 def wait(nodes, timeout: float) -> float:
     """Wait until every process node is terminated; return the seconds waited."""
     start = time.monotonic()
@@ -179,13 +195,7 @@ def cmd_e2e(args) -> dict:
         potential=nacl_tosi_fumi(cutoff=5.5, kspace_accuracy=1.0e-5),
         options=LABEL_OPTIONS,
     )
-    xtb = LabellingWorkChain.get_builder_from_protocol(
-        orm.load_code('cp2k@slurm'),
-        [orm.StructureData(ase=atoms) for atoms in nacl_cells(2, seed=args.seed + 200)],
-        protocol='xtb',
-        overrides={'cp2k': {'settings': {'omp_num_threads': 1}, 'max_concurrent': 2}},
-        options=LABEL_OPTIONS,
-    )
+    xtb = xtb_labelling(nacl_cells(2, seed=args.seed + 200), max_concurrent=2)
     teacher_node, xtb_node = submit(teacher), submit(xtb)
     wait([teacher_node], args.timeout)
     fit_node = None
@@ -222,19 +232,10 @@ def cmd_caching(args) -> dict:
     from aiida import orm
     from aiida.engine import submit
 
-    from aiida_mlpot.workflows.labelling import LabellingWorkChain
-
     cells = nacl_cells(3, seed=args.seed + 200)  # the first two are the xTB configurations of `e2e`
-    code = orm.load_code('cp2k@slurm')
-    overrides = {'cp2k': {'settings': {'omp_num_threads': 1}, 'max_concurrent': 3}}
 
     def label(atoms_list):
-        # New StructureData nodes each time: the cache matches on content hashes, not on node identity.
-        builder = LabellingWorkChain.get_builder_from_protocol(
-            code, [orm.StructureData(ase=atoms) for atoms in atoms_list], protocol='xtb', overrides=overrides,
-            options=LABEL_OPTIONS,
-        )  # fmt: skip
-        node = submit(builder)
+        node = submit(xtb_labelling(atoms_list, max_concurrent=3))
         wait([node], args.timeout)
         return node
 
@@ -269,16 +270,7 @@ def cmd_crash_submit(args) -> dict:
     from aiida import orm
     from aiida.engine import submit
 
-    from aiida_mlpot.workflows.labelling import LabellingWorkChain
-
-    builder = LabellingWorkChain.get_builder_from_protocol(
-        orm.load_code('cp2k@slurm'),
-        [orm.StructureData(ase=atoms) for atoms in nacl_cells(3, seed=args.seed + 400)],
-        protocol='xtb',
-        overrides={'cp2k': {'settings': {'omp_num_threads': 1}, 'max_concurrent': 3}},
-        options=LABEL_OPTIONS,
-    )
-    node = submit(builder)
+    node = submit(xtb_labelling(nacl_cells(3, seed=args.seed + 400), max_concurrent=3))
     start = time.monotonic()
     while time.monotonic() - start < args.timeout:
         calcs = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)]
@@ -306,26 +298,39 @@ def cmd_crash_finish(args) -> dict:
     facts = workchain_facts(node)
     facts['waited_s'] = waited
     facts['n_labelled'] = node.outputs.counts['n_labelled'] if node.is_finished_ok else None
+    facts['excluded'] = node.outputs.excluded.get_dict() if 'excluded' in node.outputs else None
     facts['labelling_children'] = sorted(child.process_label for child in node.called)
     return facts
 
 
-#: Options of every calculation of the crash-test loop: a cluster's, plus a sleep that holds every job in SLURM
-#: for 6 s, so that the daemon can be killed while a job of the stage under test runs (not only queued).
+#: Options of every calculation of the crash-test loop, as on a cluster (the crashed run adds its gate, below).
 LOOP_OPTIONS = {
     'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
     'max_wallclock_seconds': 900,
     'max_memory_kb': 1024 * 1024,
     'account': 'mlpot-loop',
-    'prepend_text': 'sleep 6',
 }
 #: The stages at which ``loop-crash`` kills the daemon, in order, and the CalcJob class that must be running.
 STAGES = {'labelling': 'LammpsRerunCalculation', 'mlmd': 'MlMdCalculation'}
 
 
-def argon_loop_builder(lammps_label: str):
+def gate(hold: pathlib.Path) -> str:
+    """The first line of every job of the crashed run: once the job runs in SLURM, it waits there while the file
+    ``hold`` exists and ``hold.<its job id>`` does not (``loop-crash`` creates both)."""
+    return f'while [ -e {hold} ] && [ ! -e {hold}.$SLURM_JOB_ID ]; do sleep 0.2; done'
+
+
+def hold_file() -> pathlib.Path:
+    """The hold file of the crashed run's jobs, next to the SLURM computer's work directory."""
+    from aiida import orm
+
+    return pathlib.Path(orm.load_computer('slurm').get_workdir()).parent / 'loop-crash.hold'
+
+
+def argon_loop_builder(lammps_label: str, prepend_text: str = ''):
     """The loop of tests/workflows/active_learning/test_loop_argon.py (its SMALL budgets, the fast protocol) with
-    every calculation a SLURM job; ``lammps_label`` is the LAMMPS code (sampling and the classical oracle)."""
+    every calculation a SLURM job; ``lammps_label`` is the LAMMPS code (sampling and the classical oracle),
+    ``prepend_text`` the first lines of every job script."""
     from aiida import orm
 
     from aiida_mlpot.presets import argon_lj
@@ -341,7 +346,8 @@ def argon_loop_builder(lammps_label: str):
     }
     return ActiveLearningWorkChain.get_builder_from_protocol(
         structure, argon_lj(), temperatures=[90.0], oracle='classical', protocol='fast', overrides=SMALL,
-        codes=codes, options=LOOP_OPTIONS,
+        codes=codes, options={**LOOP_OPTIONS, 'prepend_text': prepend_text},
+        random_baseline=False,  # as in test_loop_argon: the baseline's labelling and fit are not what is tested
     )  # fmt: skip
 
 
@@ -415,16 +421,20 @@ def loop_facts(node) -> dict:
         'hash': node.inputs.labelling.classical.code.base.caching.get_hash(),
     }
     facts['all_calcjobs'] = [n.pk for n in descendants if isinstance(n, orm.CalcJobNode)]
+    # where the wall time goes: every CalcJob's start (s after the loop's) and its lifetime, with its job id
+    facts['calcjob_times'] = [
+        [
+            n.process_label,
+            round((n.ctime - node.ctime).total_seconds(), 1),
+            round((n.mtime - n.ctime).total_seconds(), 1),
+            n.get_job_id(),
+        ]
+        for n in sorted(descendants, key=lambda n: n.ctime)
+        if isinstance(n, orm.CalcJobNode)
+    ]
+    facts['wall_in_graph_s'] = round((node.mtime - node.ctime).total_seconds(), 1)
     facts['process_pks'] = [node.pk, *(n.pk for n in descendants)]
     return facts
-
-
-def cmd_loop_submit(args) -> dict:
-    """Submit the argon loop (LAMMPS code ``lmp@slurm``) to the daemon; return its pk at once."""
-    from aiida.engine import submit
-
-    node = submit(argon_loop_builder('lmp@slurm'))
-    return {'pk': node.pk}
 
 
 def cmd_loop_reference(args) -> dict:
@@ -438,14 +448,17 @@ def cmd_loop_reference(args) -> dict:
     return facts
 
 
-def squeue_state(job_id) -> str:
-    """The SLURM state of ``job_id`` (``RUNNING``, ``PENDING``, ...), or '' once it has left the queue."""
+def squeue_jobs() -> list[tuple[int, str, str]]:
+    """``(job id, job name, state)`` of every job in the SLURM queue (``RUNNING``, ``PENDING``, ...)."""
     import subprocess
 
-    result = subprocess.run(
-        ['squeue', '-h', '-j', str(job_id), '-o', '%T'], capture_output=True, text=True, timeout=60
-    )
-    return result.stdout.strip()
+    result = subprocess.run(['squeue', '-h', '-o', '%i %j %T'], capture_output=True, text=True, timeout=60)
+    return [(int(i), name, state) for i, name, state in (line.split() for line in result.stdout.splitlines())]
+
+
+def squeue_state(job_id) -> str:
+    """The SLURM state of ``job_id``, or '' once it has left the queue."""
+    return next((state for i, _, state in squeue_jobs() if str(i) == str(job_id)), '')
 
 
 def daemon_pids() -> list[int]:
@@ -459,64 +472,91 @@ def daemon_pids() -> list[int]:
     return sorted({circus, *(p.pid for p in psutil.Process(circus).children(recursive=True))})
 
 
-def wait_for_running_job(node, stage: str, timeout: float):
-    """Return the first CalcJob of ``stage`` below the loop ``node`` that runs in SLURM, or None if the loop ends."""
+def release(hold: pathlib.Path, job_id, released: set) -> None:
+    """Let the job ``job_id`` past the gate."""
+    pathlib.Path(f'{hold}.{job_id}').touch()
+    released.add(int(job_id))
+
+
+def held_job(node, stage: str, hold: pathlib.Path, released: set, timeout: float):
+    """Return the first CalcJob of ``stage`` below the loop ``node`` that runs in SLURM (held at the gate) and that
+    AiiDA has seen running (its ``scheduler_state``), or None if the loop ends first; every other job that reaches
+    the gate is let through at once."""
+    from aiida import orm
+    from aiida.schedulers.datastructures import JobState
+
     start = time.monotonic()
     while time.monotonic() - start < timeout and not node.is_terminated:
-        for calc in node.called_descendants:
-            if calc.process_label != STAGES[stage] or calc.is_terminated or not calc.get_job_id():
+        running = [(job_id, name) for job_id, name, state in squeue_jobs() if state == 'RUNNING']
+        # after squeue: a job in the queue was submitted by a CalcJob node that already existed, with its links
+        calcs = {n.pk: n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)}
+        for job_id, name in running:
+            if job_id in released:
                 continue
-            if squeue_state(calc.get_job_id()) == 'RUNNING':
+            calc = calcs.get(int(name[len('aiida-') :])) if name.startswith('aiida-') else None
+            if calc is None or calc.process_label != STAGES[stage]:
+                release(hold, job_id, released)  # another stage's job, or not of this loop
+            elif calc.get_job_id() == str(job_id) and calc.get_scheduler_state() == JobState.RUNNING:
                 return calc
-        time.sleep(0.3)
+        time.sleep(0.5)
     return None
 
 
 def cmd_loop_crash(args) -> dict:
-    """SIGKILL the daemon (circus and its workers) of the loop ``--pk`` while its teacher-labelling job runs in
-    SLURM, start the daemon again (``verdi daemon start``), then the same while an ML-MD job runs.
+    """Submit the argon loop to the daemon (LAMMPS code ``lmp@slurm``, every job behind a gate); SIGKILL the daemon
+    (circus and its workers) while the teacher-labelling job runs in SLURM, start the daemon again (``verdi daemon
+    start``) and let the job finish; then the same while an ML-MD job runs.
 
-    Done here, in one process: no delay between seeing the job run and the kill, and the watch for the next
-    stage starts as soon as the daemon is back (a new Python process per step took minutes on a loaded machine,
-    long enough for the loop to pass the ML MD)."""
+    The gate (:func:`gate`) holds each job of the loop at its first line once SLURM runs it, until this command
+    lets it through: the jobs of other stages at once, the job of the stage under test after the kill and the
+    restart. So the kill lands while that job runs in SLURM and AiiDA has polled it as running, without a fixed
+    sleep in any job. Done in one process: no delay between seeing the job run and the kill."""
     import subprocess
 
-    from aiida import orm
+    from aiida.engine import submit
 
-    node = orm.load_node(args.pk)
-    kills, started = {}, []
-    for stage in STAGES:
-        start = time.monotonic()
-        calc = wait_for_running_job(node, stage, args.timeout)
-        if calc is None:
-            facts = workchain_facts(node)
-            facts.update({'kills': kills, 'daemon_pids': started, 'missed': stage})
-            return facts
-        found = {
-            'calc': calc.pk,
-            'job_id': calc.get_job_id(),
-            'caller': calc.caller.process_label,
-            'waited_s': time.monotonic() - start,
-            'daemon_pids': daemon_pids(),
-        }
-        for pid in found['daemon_pids']:
-            os.kill(pid, signal.SIGKILL)
-        found['slurm_state_after_kill'] = squeue_state(calc.get_job_id())
-        found['calc_state_after_kill'] = calc.process_state.value
-        found['loop_state_after_kill'] = node.process_state.value
-        restart = subprocess.run(
-            [str(pathlib.Path(sys.executable).with_name('verdi')), '-p', args.name, 'daemon', 'start', '2'],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        found['restart'] = restart.returncode
-        for _ in range(30):  # circus may take a while to answer on a loaded machine
-            try:
-                started = daemon_pids()
-                break
-            except Exception:
-                time.sleep(2)
-        kills[stage] = found
-    return {'kills': kills, 'daemon_pids': started}
+    hold = hold_file()
+    hold.touch()
+    node = submit(argon_loop_builder('lmp@slurm', gate(hold)))
+    kills, started, released = {}, [], set()
+    try:
+        for stage in STAGES:
+            start = time.monotonic()
+            calc = held_job(node, stage, hold, released, args.timeout)
+            if calc is None:
+                facts = workchain_facts(node)
+                facts.update({'kills': kills, 'daemon_pids': started, 'missed': stage})
+                return facts
+            found = {
+                'calc': calc.pk,
+                'job_id': calc.get_job_id(),
+                'caller': calc.caller.process_label,
+                'waited_s': round(time.monotonic() - start, 1),
+                'scheduler_state_at_kill': calc.get_scheduler_state().value,
+                'daemon_pids': daemon_pids(),
+            }
+            for pid in found['daemon_pids']:
+                os.kill(pid, signal.SIGKILL)
+            found['slurm_state_after_kill'] = squeue_state(calc.get_job_id())
+            found['calc_state_after_kill'] = calc.process_state.value
+            found['loop_state_after_kill'] = node.process_state.value
+            restart = subprocess.run(
+                [str(pathlib.Path(sys.executable).with_name('verdi')), '-p', args.name, 'daemon', 'start', '2'],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            found['restart'] = restart.returncode
+            for _ in range(30):  # circus may take a while to answer on a loaded machine
+                try:
+                    started = daemon_pids()
+                    break
+                except Exception:
+                    time.sleep(2)
+            found['slurm_state_after_restart'] = squeue_state(calc.get_job_id())
+            release(hold, calc.get_job_id(), released)
+            kills[stage] = found
+    finally:
+        hold.unlink(missing_ok=True)  # every later job runs through
+    return {'pk': node.pk, 'kills': kills, 'daemon_pids': started, 'released': len(released)}
 
 
 def cmd_loop_finish(args) -> dict:
@@ -542,7 +582,7 @@ def cmd_loop_finish(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument('command', choices=list(COMMANDS))
-    parser.add_argument('--pk', type=int, help='the process of crash-submit (crash-finish) or loop-submit')
+    parser.add_argument('--pk', type=int, help='the process of crash-submit (crash-finish) or loop-crash')
     parser.add_argument('--name', required=True, help='profile name')
     parser.add_argument('--services', help='JSON with the services details (setup)')
     parser.add_argument('--workdir', help='folder for the repository and the computers (setup)')
@@ -564,7 +604,6 @@ COMMANDS = {
     'caching': cmd_caching,
     'crash-submit': cmd_crash_submit,
     'crash-finish': cmd_crash_finish,
-    'loop-submit': cmd_loop_submit,
     'loop-reference': cmd_loop_reference,
     'loop-crash': cmd_loop_crash,
     'loop-finish': cmd_loop_finish,

@@ -318,14 +318,14 @@ class LammpsRerunCalculation(_LammpsMlpotCalculation):
         has_structures = bool(value.get('structures'))
         if has_structures == ('dataset' in value):
             return 'give exactly one of `structures` (a non-empty namespace) or `dataset`'
-        frames = [atoms for _, atoms in cls.input_frames(value)]
-        if not frames:
+        keyed = cls.input_frames(value)
+        if not keyed:
             return 'there are no configurations to evaluate'
-        for (key, _), atoms in zip(cls.input_frames(value), frames, strict=True):
+        for key, atoms in keyed:
             message = validate_atoms(atoms, f'configuration {key}')
             if message:
                 return message
-        return cls._validate_common(value, frames)
+        return cls._validate_common(value, [atoms for _, atoms in keyed])
 
     @staticmethod
     def data_filename(index: int) -> str:

@@ -209,6 +209,9 @@ def headline(records: list[dict]) -> list[str]:
         parts = [f'active learning (seed {record["seed"]}, iteration {record["iteration"]}): {record["labels"]} '
                  f'training labels ({record.get("oracle_calls", record["labels"])} oracle calls), audit force '
                  f'RMSE {target:.3f} eV/Å']  # fmt: skip
+        if record.get('loop') and record.get('converged'):
+            parts[0] += (f' (the loop converged: {record["loop"][-1]["oracle_calls_after"]} oracle calls in all, '
+                         'its last audit included)')  # fmt: skip
         for method, (labels, means, _) in curves.items():
             if not len(labels):
                 continue

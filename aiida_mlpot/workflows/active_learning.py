@@ -11,7 +11,8 @@ The outline is the algorithm::
               good frame of an unstable run)                                   (plan_iteration)
         label them with the oracle                                             (LabellingWorkChain)
         assess: the audit errors on what the MD visited, and the verdict       (assess_iteration)
-        grow the training set (candidates) and the test set (audits)           (grow_training_set)
+        grow the training set (candidates; the audits when the audit failed), else the test set (audits)
+                                                                               (grow_training_set)
         refit, unless the verdict stops the loop                               (GapFitWorkChain)
     results: the potential, its training and test sets, the learning curve    (learning_curve)
 
@@ -1084,6 +1085,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             grown = grow_training_set(
                 self.ctx.train,
                 self.ctx.test,
+                self.ctx.verdict,
                 metadata={'call_link_label': call_label(self.ctx.iteration, 'grow')},
                 **labels,
             )

@@ -140,16 +140,29 @@ def assess_iteration(decision: orm.Dict, criteria: orm.Dict, state: orm.Dict, **
 
 
 @calcfunction
-def grow_training_set(train: DatasetData, test: DatasetData, **labels) -> dict:
-    """Add an iteration's labels: candidates to the training set, audited frames to the test set.
+def grow_training_set(
+    train: DatasetData, test: DatasetData, verdict: orm.Dict | None = None, **labels
+) -> dict:
+    """Add an iteration's labels: candidates to the training set; audited frames to the test set when the audit
+    passed, to the training set when it failed.
+
+    A failed audit means the potential is wrong where its own MD goes although its variance did not trigger
+    (the variance measures novelty, not error): those frames are what it cannot predict, so it learns them.
+    Without this a loop whose trigger stays silent could never improve, only measure (the selection study and
+    the NPT rescue of 2026-11-30 both stalled at their audit error for that reason). The next iteration's audit
+    is made on frames of a new exploration, so it stays a measurement on unseen frames.
 
     :param train: the current training set; ``test``: the current test set.
+    :param verdict: the iteration's verdict (``assess_iteration``); ``audit_ok`` false sends the audited frames
+        to the training set. Without it, audited frames join the test set.
     :param labels: ``planned`` (the ``to_label`` DatasetData, roles in ``info['al_role']``) and ``labelled``
         (the oracle's labels, ``info['label_key']`` naming the planned frame).
     :return: ``train`` and ``test`` (new DatasetData; the added frames keep ``al_role``, ``al_replica`` and
         ``al_iteration``, the ML predictions are dropped), and the added frames alone: ``candidates`` (those
-        that joined the training set) and ``audit`` (those that joined the test set), each only when not empty.
+        that joined the training set, audited frames of a failed audit included) and ``audit`` (those that
+        joined the test set), each only when not empty.
     """
+    audit_to_train = verdict is not None and not verdict.get_dict().get('audit_ok', True)
     planned = labels['planned'].to_ase()
     new_train, new_test = train.to_ase(), test.to_ase()
     added = {'candidates': [], 'audit': []}
@@ -164,9 +177,9 @@ def grow_training_set(train: DatasetData, test: DatasetData, **labels) -> dict:
         for key in ('ml_energy', 'ml_virial', 'uncertainty', 'flagged'):
             frame.info.pop(key, None)
         frame.arrays.pop('ml_forces', None)
-        audit = source.info.get('al_role') == 'audit'
-        (new_test if audit else new_train).append(frame)
-        added['audit' if audit else 'candidates'].append(frame)
+        to_test = source.info.get('al_role') == 'audit' and not audit_to_train
+        (new_test if to_test else new_train).append(frame)
+        added['audit' if to_test else 'candidates'].append(frame)
     # labels of mixed origin (pool frames with per-atom energies, oracle frames without) are allowed
     outputs = {
         'train': DatasetData.from_ase(new_train, allow_partial=True),

@@ -85,6 +85,13 @@ def test_plan_assess_grow_and_curve():
     # the iteration's additions alone, by role
     assert [f.info['al_role'] for f in grown['candidates'].to_ase()] == ['candidate']
     assert [f.info['al_role'] for f in grown['audit'].to_ase()] == ['audit', 'audit']
+    # the audit failed (0.1 > 0.05 eV/Å): with the verdict, the audited frames are learnt, not only measured
+    learnt = grow_training_set(training, test, assessed['verdict'], planned=planned, labelled=labelled)
+    assert len(learnt['train']) == 4 and len(learnt['test']) == 1 and 'audit' not in learnt
+    assert [f.info['al_role'] for f in learnt['candidates'].to_ase()] == ['audit', 'audit', 'candidate']
+    passed = orm.Dict({**assessed['verdict'].get_dict(), 'audit_ok': True})
+    kept = grow_training_set(training, test, passed, planned=planned, labelled=labelled)
+    assert len(kept['train']) == 2 and len(kept['test']) == 3
 
     curve = learning_curve(
         decision_01=plan['decision'],

@@ -174,12 +174,16 @@ def plain_npt(record: Record, codes: dict, key: str, potential_key: str, n_steps
 
 
 def active_learning(
-    record: Record, codes: dict, variant: str, target_steps: int, max_iterations: int
+    record: Record, codes: dict, variant: str, target_steps: int, max_iterations: int, tag: str = ''
 ) -> None:
-    """The loop from the small training set, at the NPT state point, with the fit parameters of ``variant``."""
+    """The loop from the small training set, at the NPT state point, with the fit parameters of ``variant``.
+
+    ``tag`` (e.g. ``_4fdf77e``) suffixes every key the loop records, so a rerun with other code stays beside the
+    first one.
+    """
     from aiida_mlpot.workflows.active_learning import ActiveLearningWorkChain
 
-    key = f'loop_{variant}'
+    key = f'loop_{variant}{tag}'
     if key in record:
         return
     overrides = {
@@ -213,9 +217,9 @@ def active_learning(
     results, node, wall = run_checked(builder, f'active learning ({variant})', allowed=(0, 410, 411))
     rows = results['learning_curve'].get_dict()['iterations']
     added = len(results['training_set']) - len(record.node('train'))
-    record.set(f'gap_loop_{variant}', results['potential'].uuid)
-    record.set(f'train_loop_{variant}', results['training_set'].uuid)
-    record.set(f'test_loop_{variant}', results['test_set'].uuid)
+    record.set(f'gap_loop_{variant}{tag}', results['potential'].uuid)
+    record.set(f'train_loop_{variant}{tag}', results['training_set'].uuid)
+    record.set(f'test_loop_{variant}{tag}', results['test_set'].uuid)
     record.set(
         key,
         {
@@ -303,7 +307,13 @@ def main(argv=None) -> int:
         help='only a plain NPT run, recorded as KEY, of the potential UUID of the profile source-PROFILE (e.g. '
         'an intermediate potential of a loop that is still running there)',
     )
+    parser.add_argument(
+        '--tag',
+        default='',
+        help='suffix of the loop/after keys and of the profile (e.g. _4fdf77e: a rerun with other code of main)',
+    )
     args = parser.parse_args(argv)
+    tag = args.tag
 
     record = Record(args.cache / 'npt_rescue.json')
     if args.potential:
@@ -320,24 +330,24 @@ def main(argv=None) -> int:
     else:  # the loop and after stages of one variant run side by side with the other's: a profile each
         if len(args.variants) != 1:
             parser.error('--stages without `before` run one variant (one profile) per process')
-        keys = ['train', 'test', 'teacher', 'pool'] + [k for k in record.data if k.startswith('gap_')]
+        # the nodes the `before` stage made in the profile `npt`
+        keys = ['train', 'test', 'teacher', 'pool'] + [f'gap_{v}' for v in VARIANTS if f'gap_{v}' in record]
         codes = open_profile(
-            args.cache, f'npt_{args.variants[0]}', folder='npt', copy=('npt', [record[k] for k in keys])
+            args.cache, f'npt_{args.variants[0]}{tag}', folder='npt', copy=('npt', [record[k] for k in keys])
         )
     for variant in args.variants:
         if 'before' in args.stages:
             fit(record, codes, variant, f'gap_{variant}')
             plain_npt(record, codes, f'before_{variant}', f'gap_{variant}', args.steps)
         if 'loop' in args.stages:
-            active_learning(record, codes, variant, args.target_steps, args.max_iterations)
-        if 'after' in args.stages and f'gap_loop_{variant}' in record:
-            plain_npt(record, codes, f'after_loop_{variant}', f'gap_loop_{variant}', args.steps)
-        if 'after' in args.stages and variant == 'virials' and 'train_loop_virials' in record:
+            active_learning(record, codes, variant, args.target_steps, args.max_iterations, tag)
+        if 'after' in args.stages and f'gap_loop_{variant}{tag}' in record:
+            plain_npt(record, codes, f'after_loop_{variant}{tag}', f'gap_loop_{variant}{tag}', args.steps)
+        if 'after' in args.stages and variant == 'virials' and f'train_loop_virials{tag}' in record:
             # the virial test on the same data: the loop's final training set refitted without its virials
-            fit(
-                record, codes, 'no_virials', 'gap_refit_no_virials', 'train_loop_virials', 'test_loop_virials'
-            )
-            plain_npt(record, codes, 'after_refit_no_virials', 'gap_refit_no_virials', args.steps)
+            refit = f'gap_refit_no_virials{tag}'
+            fit(record, codes, 'no_virials', refit, f'train_loop_virials{tag}', f'test_loop_virials{tag}')
+            plain_npt(record, codes, f'after_refit_no_virials{tag}', refit, args.steps)
     DOCS.mkdir(parents=True, exist_ok=True)
     plot(record, DOCS / 'npt_rescue.png')
     (DOCS / 'npt_rescue.json').write_text(json.dumps(record.data, indent=1, sort_keys=True))

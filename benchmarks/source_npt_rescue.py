@@ -265,6 +265,15 @@ def plot(record: Record, path: pathlib.Path) -> None:
             ('after_loop_no_virials', ':', 'loop run without virials in its fits'),
         ],
     }
+    # reruns of the loop with later code (--tag), e.g. after_loop_virials_4fdf77e
+    for key in sorted(record.data):
+        if key.startswith('after_loop_virials_'):
+            tag = key[len('after_loop_virials_') :]
+            added = (record.data.get(f'loop_virials_{tag}') or {}).get('configurations_added', '?')
+            panels['after'].append((key, '-.', f"loop's GAP at {tag} (+{added}, learns failed audits)"))
+            if f'after_refit_no_virials_{tag}' in record:
+                what = f"{tag} loop's training set refitted without virials"
+                panels['after'].append((f'after_refit_no_virials_{tag}', ':', what))
     for ax, stage in zip(axes, panels):
         for key, style, what in panels[stage]:
             entry = record.data.get(key)
@@ -280,7 +289,7 @@ def plot(record: Record, path: pathlib.Path) -> None:
         title = (
             'initial set (6 configurations)'
             if stage == 'before'
-            else f'after active learning (+{loop.get("configurations_added", "?")} configurations)'
+            else f'after active learning (+{loop.get("configurations_added", "?")} configurations, code a7c85f8)'
         )
         ax.set_title(title)
         ax.set_xlabel('time since the start of the ML MD (ps); x: stopped unstable')

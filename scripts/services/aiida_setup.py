@@ -88,7 +88,9 @@ def slurm_computer(label: str, workdir: pathlib.Path, memory_mb: int, poll_inter
     computer.set_default_mpiprocs_per_machine(1)
     computer.set_default_memory_per_machine(int(memory_mb) * 1024)
     computer.set_minimum_job_poll_interval(poll_interval)
-    computer.configure(safe_interval=0.0)
+    # no login shell: the job commands need no profile, and a login shell sourcing pyenv waited 60 s per command
+    # on a rehash lock left by a process SIGKILLed mid-rehash (the crash test's kills; CI of 2026-11-30)
+    computer.configure(safe_interval=0.0, use_login_shell=False)
     return computer
 
 
@@ -105,7 +107,9 @@ def direct_computer(label: str, workdir: pathlib.Path, poll_interval: float = 0.
     ).store()
     computer.set_default_mpiprocs_per_machine(1)
     computer.set_minimum_job_poll_interval(poll_interval)
-    computer.configure(safe_interval=0.0)
+    # no login shell: the job commands need no profile, and a login shell sourcing pyenv waited 60 s per command
+    # on a rehash lock left by a process SIGKILLed mid-rehash (the crash test's kills; CI of 2026-11-30)
+    computer.configure(safe_interval=0.0, use_login_shell=False)
     return computer
 
 

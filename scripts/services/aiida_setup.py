@@ -70,6 +70,13 @@ def enable_oracle_caching(profile_name: str, identifiers=ORACLE_CALCULATIONS) ->
     return list(identifiers)
 
 
+def _configure(computer) -> None:
+    """Configure ``computer`` for the current user: no safe interval, and no login shell: the job commands need
+    no profile, and a login shell sourcing pyenv waited 60 s per command on a rehash lock left by a process
+    SIGKILLed mid-rehash (the crash test's kills; fresh-clone CI of 2026-11-30)."""
+    computer.configure(safe_interval=0.0, use_login_shell=False)
+
+
 def slurm_computer(label: str, workdir: pathlib.Path, memory_mb: int, poll_interval: float = 1.0):
     """Store and configure a ``core.slurm`` + ``core.local`` computer for the single-node SLURM.
 
@@ -88,9 +95,7 @@ def slurm_computer(label: str, workdir: pathlib.Path, memory_mb: int, poll_inter
     computer.set_default_mpiprocs_per_machine(1)
     computer.set_default_memory_per_machine(int(memory_mb) * 1024)
     computer.set_minimum_job_poll_interval(poll_interval)
-    # no login shell: the job commands need no profile, and a login shell sourcing pyenv waited 60 s per command
-    # on a rehash lock left by a process SIGKILLed mid-rehash (the crash test's kills; CI of 2026-11-30)
-    computer.configure(safe_interval=0.0, use_login_shell=False)
+    _configure(computer)
     return computer
 
 
@@ -107,9 +112,7 @@ def direct_computer(label: str, workdir: pathlib.Path, poll_interval: float = 0.
     ).store()
     computer.set_default_mpiprocs_per_machine(1)
     computer.set_minimum_job_poll_interval(poll_interval)
-    # no login shell: the job commands need no profile, and a login shell sourcing pyenv waited 60 s per command
-    # on a rehash lock left by a process SIGKILLed mid-rehash (the crash test's kills; CI of 2026-11-30)
-    computer.configure(safe_interval=0.0, use_login_shell=False)
+    _configure(computer)
     return computer
 
 

@@ -50,6 +50,11 @@ def create_profile(
     # aiida-core warns on every RabbitMQ >= 3.8.15 because of its consumer_timeout; services.py disables that
     # timeout in the node's advanced.config, so the warning does not apply to this broker.
     profile.set_option('warnings.rabbitmq_version', False)
+    # A process run in process (`run`, not the daemon) on this profile waits after every child for the fallback
+    # poll of `runner.poll.interval` (default 60 s): the child's broadcast did not wake it. Measured on the crash
+    # test's uninterrupted argon loop (2026-11-30): every child wait took 60 s, 675 s in all against 104 s for the
+    # same loop through the daemon. 1 s, as `aiida-mlpot setup` sets for the embedded profile and `verdi presto`.
+    profile.set_option('runner.poll.interval', 1)
     config.update_profile(profile)
     config.store()
     return profile

@@ -421,16 +421,15 @@ def loop_facts(node) -> dict:
         'hash': node.inputs.labelling.classical.code.base.caching.get_hash(),
     }
     facts['all_calcjobs'] = [n.pk for n in descendants if isinstance(n, orm.CalcJobNode)]
-    # where the wall time goes: every CalcJob's start (s after the loop's) and its lifetime, with its job id
-    facts['calcjob_times'] = [
+    # where the wall time goes: every process's start and end (s after the loop's creation), and the job ids
+    facts['process_times'] = [
         [
             n.process_label,
             round((n.ctime - node.ctime).total_seconds(), 1),
-            round((n.mtime - n.ctime).total_seconds(), 1),
-            n.get_job_id(),
+            round((n.mtime - node.ctime).total_seconds(), 1),
+            *([n.get_job_id()] if isinstance(n, orm.CalcJobNode) else []),
         ]
         for n in sorted(descendants, key=lambda n: n.ctime)
-        if isinstance(n, orm.CalcJobNode)
     ]
     facts['wall_in_graph_s'] = round((node.mtime - node.ctime).total_seconds(), 1)
     facts['process_pks'] = [node.pk, *(n.pk for n in descendants)]

@@ -169,8 +169,8 @@ def test_active_learning_loop_survives_killed_daemon_workers(scaleout):
             f'{run["n_train"]}/{run["n_test"]}; {run["n_processes"]} processes, {len(run["all_calcjobs"])} CalcJobs, '
             f'data nodes made {sum(run["created"].values())}; labellings '
             + ', '.join(f'{k}: {v["n_configurations"]}' for k, v in sorted(run['labellings'].items()))
-            + f'; loop {run["wall_in_graph_s"]} s (ctime to mtime), CalcJobs (label, start s, lifetime s, job): '
-            + f'{run["calcjob_times"]}'
+            + f'; loop {run["wall_in_graph_s"]} s (ctime to mtime); processes (label, start s, end s, job): '
+            + f'{run["process_times"]}'
         )
     assert crashed['finished_ok'], crashed
     assert reference['finished_ok'], reference

@@ -69,7 +69,7 @@ def localhost(aiida_profile, tmp_path_factory):
         ).store()
         computer.set_minimum_job_poll_interval(0.0)
         computer.set_default_mpiprocs_per_machine(1)
-        computer.configure(safe_interval=0.0)
+        computer.configure(safe_interval=0.0, use_login_shell=False)  # as `aiida-mlpot setup` does
         return computer
 
 

@@ -160,8 +160,12 @@ def ensure_computer(label: str, workdir: str | None, echo):
         computer.set_default_mpiprocs_per_machine(1)
         created = True
     if not computer.is_user_configured(User.collection.get_default()):
-        computer.configure(safe_interval=0)
-        echo(f'computer  `{label}`: configured for the default user')
+        # no login shell: the transport's commands (mkdir, cp, the scheduler's) need no profile, and `bash -l`
+        # sourcing the user's profile on every command is slow (and waited 60 s per command on a pyenv rehash
+        # lock left by a killed process here, 2026-11-30); a code that needs its environment says so in its
+        # prepend text, which the job script runs
+        computer.configure(safe_interval=0, use_login_shell=False)
+        echo(f'computer  `{label}`: configured for the default user (no login shell)')
     echo(
         f'computer  `{label}`: {"created" if created else "exists"} '
         f'({computer.transport_type}, {computer.scheduler_type}, workdir {computer.get_workdir()})'

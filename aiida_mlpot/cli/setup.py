@@ -102,6 +102,10 @@ def default_code_specs(
     ]  # fmt: skip
 
 
+#: Above this ``runner.poll.interval`` (s), setup notes that runs in process may wait that long per step.
+POLL_INTERVAL_NOTE_S = 5
+
+
 def ensure_profile(name: str | None, email: str, echo) -> tuple[object, bool]:
     """Load the profile ``name`` (or the default one), creating it when it does not exist.
 
@@ -118,6 +122,15 @@ def ensure_profile(name: str | None, email: str, echo) -> tuple[object, bool]:
         echo(
             f'profile   `{wanted}`: exists (storage {profile.storage_backend}, broker {profile.process_control_backend})'
         )
+        poll = config.get_option(
+            'runner.poll.interval', scope=wanted
+        )  # the default when the profile sets none
+        if poll > POLL_INTERVAL_NOTE_S:
+            echo(
+                f'profile   `{wanted}`: note: runner.poll.interval is {poll} s; a loop run in process (`run`) may '
+                f'wait that long after every step (on RabbitMQ: measured 60 s per step, docs/how-to/scale-out.md); '
+                f'`verdi config set -p {wanted} runner.poll.interval 1` (the daemon is not affected)'
+            )
         return profile, False
     profile = create_profile(
         config,

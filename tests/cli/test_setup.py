@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from aiida.manage.configuration import get_config
 from aiida.orm import Computer, InstalledCode, QueryBuilder
 from click.testing import CliRunner
 
@@ -45,6 +46,10 @@ def test_setup_twice_changes_nothing(aiida_profile, tmp_path):
     assert _count(Computer, label='mlpot-test') == 1
     assert _count(InstalledCode, label='fake-lmp') == 1
     assert any('SKIPPED, executable not found' in m for m in messages)
+    poll = get_config().get_option(
+        'runner.poll.interval', scope=aiida_profile.name
+    )  # aiida-core's default: 60 s
+    assert any(f'runner.poll.interval is {poll} s' in m for m in messages) == (poll > 5), messages
 
 
 def test_probe_that_times_out_registers_the_code_with_a_warning():

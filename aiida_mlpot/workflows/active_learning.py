@@ -1100,8 +1100,19 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     grown[role].label = self._iteration_label(role)
 
     def should_refit(self) -> bool:
-        """Refit unless the verdict stops the loop (the current potential is then the result)."""
-        return not self.ctx.verdict.get_dict()['stop']
+        """Refit unless the verdict stops the loop (the current potential is then the result) or no configuration
+        joined the training set (a passed audit whose replicas gave no kept candidate: the same fit again would
+        give the same potential; the next exploration runs on with it, new seeds and from the replicas' last
+        frames)."""
+        if self.ctx.verdict.get_dict()['stop']:
+            return False
+        if len(self.ctx.train) == len(self.ctx.potential_train):
+            self.report(
+                f'iteration {self.ctx.iteration}: the training set is unchanged ({len(self.ctx.train)} '
+                f'configurations): potential<{self.ctx.potential.pk}> explores on without a refit'
+            )
+            return False
+        return True
 
     def _attach_outputs(self) -> None:
         """Attach what exists so far: the learning curve, the last potential, its data sets, the verdict."""

@@ -68,6 +68,20 @@ def assert_converged(results, node):
     last = results['learning_curve'].get_dict()['iterations'][-1]
     assert last['n_triggers'] == 0 and last['n_unstable'] == 0 and last['n_audited'] > 0, last
     assert last['audit_force_rmse'] <= node.inputs.loop['audit_force_rmse'], last
+    assert_every_refit_has_new_configurations(node)
+
+
+def assert_every_refit_has_new_configurations(node):
+    """Every fit of the loop (``fit_initial``, ``iteration_kk_fit``) trains on more configurations than the one
+    before it: no refit of an unchanged training set."""
+    fits = sorted(
+        (link.link_label, len(link.node.inputs.gap_fit.dataset))
+        for link in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()
+        if link.link_label == 'fit_initial'
+        or (link.link_label.startswith('iteration_') and link.link_label.endswith('_fit'))
+    )
+    sizes = [size for _, size in fits]
+    assert sizes == sorted(set(sizes)), fits
 
 
 def dataset_labels(node) -> dict[str, int]:

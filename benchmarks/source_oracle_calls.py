@@ -246,6 +246,11 @@ def main(argv=None) -> int:
     parser.add_argument('--jobs', type=int, default=1, help='loops (processes) run side by side at most')
     parser.add_argument('--plot', action='store_true', help='only remake the figure and table from the cache')
     parser.add_argument(
+        '--tag',
+        default='',
+        help='with --plot: appended to the names of the figure and table (a rerun beside the first)',
+    )
+    parser.add_argument(
         '--partial',
         nargs=2,
         action='append',
@@ -300,7 +305,9 @@ def main(argv=None) -> int:
             results[name] = {**curve_from_reports(lines), 'relative_threshold': THRESHOLDS[name]}
     results = {name: results[name] for name in THRESHOLDS if name in results}
     DOCS.mkdir(parents=True, exist_ok=True)
-    stem = 'oracle_calls' if args.ensemble == 'npt' else 'oracle_calls_nvt'
+    stem = ('oracle_calls' if args.ensemble == 'npt' else 'oracle_calls_nvt') + (
+        f'_{args.tag}' if args.tag else ''
+    )
     plot(results, DOCS / f'{stem}.png', args.ensemble)
     (DOCS / f'{stem}.md').write_text(table(results) + '\n')
     (DOCS / f'{stem}.json').write_text(json.dumps(results, indent=1))

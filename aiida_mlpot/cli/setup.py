@@ -102,7 +102,8 @@ def default_code_specs(
     ]  # fmt: skip
 
 
-#: Above this ``runner.poll.interval`` (s), setup notes that runs in process may wait that long per step.
+#: Above this ``runner.poll.interval`` (s), setup notes that a run in process waits that long after every child
+#: (measured by benchmarks/bench_inprocess_wait.py).
 POLL_INTERVAL_NOTE_S = 5
 
 
@@ -127,9 +128,9 @@ def ensure_profile(name: str | None, email: str, echo) -> tuple[object, bool]:
         )  # the default when the profile sets none
         if poll > POLL_INTERVAL_NOTE_S:
             echo(
-                f'profile   `{wanted}`: note: runner.poll.interval is {poll} s; a loop run in process (`run`) may '
-                f'wait that long after every step (on RabbitMQ: measured 60 s per step, docs/how-to/scale-out.md); '
-                f'`verdi config set -p {wanted} runner.poll.interval 1` (the daemon is not affected)'
+                f'profile   `{wanted}`: note: runner.poll.interval is {poll} s; a work chain run in process (`run`) '
+                f'waits that long after every child process (aiida-core 2.9.4; the daemon does not): '
+                f'`verdi config set -p {wanted} runner.poll.interval 1`'
             )
         return profile, False
     profile = create_profile(

@@ -123,9 +123,8 @@ def ensure_profile(name: str | None, email: str, echo) -> tuple[object, bool]:
         echo(
             f'profile   `{wanted}`: exists (storage {profile.storage_backend}, broker {profile.process_control_backend})'
         )
-        poll = config.get_option(
-            'runner.poll.interval', scope=wanted
-        )  # the default when the profile sets none
+        # aiida-core's default (60 s) when the profile sets none
+        poll = config.get_option('runner.poll.interval', scope=wanted)
         if poll > POLL_INTERVAL_NOTE_S:
             echo(
                 f'profile   `{wanted}`: note: runner.poll.interval is {poll} s; a work chain run in process (`run`) '

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'scripts' / 'services'))
+
 
 def measure(interval: int, folder: pathlib.Path) -> str:
     """Run the work chain on the profile of ``interval`` (made when missing) and describe its timeline."""
@@ -50,16 +52,9 @@ def measure(interval: int, folder: pathlib.Path) -> str:
     try:
         computer = orm.load_computer('wait-localhost')
     except Exception:
-        workdir = folder / 'work'
-        computer = orm.Computer(
-            label='wait-localhost',
-            hostname='localhost',
-            transport_type='core.local',
-            scheduler_type='core.direct',
-            workdir=str(workdir),
-        ).store()
-        computer.set_minimum_job_poll_interval(0)
-        computer.configure(safe_interval=0, use_login_shell=False)
+        import aiida_setup  # scripts/services/aiida_setup.py
+
+        computer = aiida_setup.direct_computer('wait-localhost', folder / 'work')
     try:
         code = orm.load_code('bash@wait-localhost')
     except Exception:

@@ -18,6 +18,10 @@ from ase.build import bulk
 
 from aiida_mlpot.common.units import density_g_cm3, pressure_bar_to_virial
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'scripts' / 'services'))
+
+import aiida_setup  # noqa: E402  (scripts/services/aiida_setup.py: the computers and codes of the scripts too)
+
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -55,22 +59,12 @@ def aiida_profile(aiida_config, aiida_profile_factory):
 def localhost(aiida_profile, tmp_path_factory):
     """A `localhost` computer (core.local, core.direct) for the whole session, so expensive runs can be shared."""
     from aiida.common.exceptions import NotExistent
-    from aiida.orm import Computer, load_computer
+    from aiida.orm import load_computer
 
     try:
         return load_computer('localhost-mlpot')
-    except NotExistent:
-        computer = Computer(
-            label='localhost-mlpot',
-            hostname='localhost',
-            transport_type='core.local',
-            scheduler_type='core.direct',
-            workdir=str(tmp_path_factory.mktemp('aiida_work')),
-        ).store()
-        computer.set_minimum_job_poll_interval(0.0)
-        computer.set_default_mpiprocs_per_machine(1)
-        computer.configure(safe_interval=0.0, use_login_shell=False)  # as `aiida-mlpot setup` does
-        return computer
+    except NotExistent:  # as `aiida-mlpot setup` configures it: no safe interval, no login shell
+        return aiida_setup.direct_computer('localhost-mlpot', tmp_path_factory.mktemp('aiida_work'))
 
 
 def _installed_code(computer, label: str, name: str, default_plugin: str | None = None):

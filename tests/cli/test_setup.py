@@ -46,9 +46,8 @@ def test_setup_twice_changes_nothing(aiida_profile, tmp_path):
     assert _count(Computer, label='mlpot-test') == 1
     assert _count(InstalledCode, label='fake-lmp') == 1
     assert any('SKIPPED, executable not found' in m for m in messages)
-    poll = get_config().get_option(
-        'runner.poll.interval', scope=aiida_profile.name
-    )  # aiida-core's default: 60 s
+    # aiida-core's default (60 s): the test profile sets none
+    poll = get_config().get_option('runner.poll.interval', scope=aiida_profile.name)
     assert any(f'runner.poll.interval is {poll} s' in m for m in messages) == (poll > 5), messages
 
 

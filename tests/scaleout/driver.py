@@ -109,7 +109,9 @@ def calcjob_facts(root) -> list[dict]:
             {
                 'pk': node.pk,
                 'process_label': node.process_label,
+                'process_state': node.process_state.value if node.process_state else None,
                 'exit_status': node.exit_status,
+                'outputs': sorted(node.base.links.get_outgoing().all_link_labels()),
                 'computer': node.computer.label,
                 'scheduler': node.computer.scheduler_type,
                 'job_id': node.get_job_id(),
@@ -300,6 +302,12 @@ def cmd_crash_finish(args) -> dict:
     facts['n_labelled'] = node.outputs.counts['n_labelled'] if node.is_finished_ok else None
     facts['excluded'] = node.outputs.excluded.get_dict() if 'excluded' in node.outputs else None
     facts['labelling_children'] = sorted(child.process_label for child in node.called)
+    if facts['n_labelled'] != len(facts['labelling_children']):  # say why, from every process below
+        facts['reports'] = [
+            f'{log.dbnode_id} {log.levelname}: {log.message}'
+            for process in [node, *node.called_descendants]
+            for log in orm.Log.collection.get_logs_for(process)
+        ][-30:]
     return facts
 
 

@@ -1,0 +1,136 @@
+"""A work chain whose daemon worker died while it stored its outputs, continued from its checkpoint by another
+worker, finishes ok with the outputs the first worker stored (aiida_mlpot.workflows.recovery)."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import plumpy
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+from aiida.engine import BaseRestartWorkChain, WorkChain, calcfunction, run_get_node, while_
+from aiida.engine.persistence import AiiDAPersister
+from aiida.engine.processes.process import Process
+from aiida.manage import get_manager
+
+from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+
+
+@calcfunction
+def halve_and_double(x: orm.Int) -> dict:
+    """Return ``x // 2`` and ``2 x``."""
+    return {'half': orm.Int(x.value // 2), 'double': orm.Int(2 * x.value)}
+
+
+class Child(WorkChain):
+    """One calcfunction; two required outputs."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('x', valid_type=orm.Int)
+        spec.output('half', valid_type=orm.Int)
+        spec.output('double', valid_type=orm.Int)
+        spec.outline(cls.compute)
+
+    def compute(self):
+        self.out_many(halve_and_double(self.inputs.x))
+
+
+class Restart(BaseRestartWorkChain):
+    """A ``BaseRestartWorkChain`` as aiida-core ships it (its ``results`` skips outputs linked already)."""
+
+    _process_class = Child
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(Child)
+        spec.expose_outputs(Child)
+        spec.outline(
+            cls.setup, while_(cls.should_run_process)(cls.run_process, cls.inspect_process), cls.results
+        )
+
+    def setup(self):
+        super().setup()
+        self.ctx.inputs = self.exposed_inputs(Child)
+
+
+class RecoveringRestart(StoredOutputsMixin, Restart):
+    """The same work chain with the package's recovery."""
+
+
+class WorkerDied(BaseException):
+    """SIGKILL of the worker: nothing after this point runs (not even a ``finally`` clause's database write)."""
+
+
+def die_after_first_output(monkeypatch, process_class) -> dict:
+    """Make the finishing ``process_class`` store its first output, then die as a killed worker does."""
+    original_update = Process.update_outputs
+    original_state = orm.ProcessNode.set_process_state
+    died = {}
+
+    def update_outputs(self):
+        if type(self) is process_class and self._state.LABEL == plumpy.ProcessState.FINISHED:
+            label, output = sorted(self._flat_outputs().items())[0]
+            output.base.links.add_incoming(self.node, LinkType.RETURN, label)
+            output.store()
+            died.update(pk=self.node.pk, label=label, uuid=output.uuid)
+            raise WorkerDied()
+        return original_update(self)
+
+    def set_process_state(self, state):
+        if self.pk != died.get('pk'):
+            original_state(self, state)
+
+    monkeypatch.setattr(Process, 'update_outputs', update_outputs)
+    monkeypatch.setattr(orm.ProcessNode, 'set_process_state', set_process_state)
+    return died
+
+
+def continue_from_checkpoint(pk: int):
+    """What a new daemon worker does with the process's task: load its checkpoint and run it to the end."""
+    runner = get_manager().create_runner(broker_submit=False)
+    try:
+        process = AiiDAPersister().load_checkpoint(pk).unbundle(plumpy.LoadSaveContext(runner=runner))
+        runner.loop.run_until_complete(process.step_until_terminated())
+    finally:
+        runner.close()
+    return orm.load_node(pk)
+
+
+@pytest.mark.parametrize('process_class', [Restart, RecoveringRestart])
+def test_continued_work_chain_keeps_the_outputs_stored_before_the_worker_died(
+    aiida_profile, monkeypatch, process_class
+):
+    """The first worker links ``double`` and dies; the second runs ``results`` again. aiida-core's own restart
+    chain then finishes with 11 (missing output) though both outputs are on the node; with the recovery it
+    finishes ok, its outputs the ones the first worker linked, each linked once."""
+    died = die_after_first_output(monkeypatch, process_class)
+    with pytest.raises(WorkerDied):
+        run_get_node(process_class, x=orm.Int(7))
+    monkeypatch.undo()
+
+    node = orm.load_node(died['pk'])
+    assert node.process_state == plumpy.ProcessState.RUNNING  # as a killed worker leaves it
+    assert node.base.links.get_outgoing(link_type=LinkType.RETURN).all_link_labels() == ['double']
+    assert node.checkpoint is not None
+
+    node = continue_from_checkpoint(node.pk)
+    links = node.base.links.get_outgoing(link_type=LinkType.RETURN).all()
+    assert sorted(link.link_label for link in links) == ['double', 'half']  # each label once
+    if process_class is Restart:  # the defect the recovery is for, as aiida-core 2.9.4 has it
+        assert node.exit_status == process_class.exit_codes.ERROR_MISSING_OUTPUT.status
+        return
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    assert node.outputs.double.uuid == died['uuid']  # the output the first worker linked
+    assert node.outputs.double.value == 14 and node.outputs.half.value == 3
+
+
+def test_every_work_chain_of_the_package_recovers_its_stored_outputs():
+    """Each work chain entry point of the package has the recovery."""
+    workflows = [ep for ep in entry_points(group='aiida.workflows') if ep.name.startswith('mlpot.')]
+    assert len(workflows) >= 7
+    missing = [ep.name for ep in workflows if not issubclass(ep.load(), StoredOutputsMixin)]
+    assert not missing, f'work chains without StoredOutputsMixin: {missing}'

@@ -63,7 +63,7 @@ from aiida_mlpot.workflows.gap_fit import GapFitWorkChain
 from aiida_mlpot.workflows.labelling import LabellingWorkChain
 from aiida_mlpot.workflows.ml_md import MlMdWorkChain
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
-from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+from aiida_mlpot.workflows.recovery import RecoveryMixin
 from aiida_mlpot.workflows.sampling import SamplingWorkChain
 from aiida_mlpot.workflows.state_points import exploration_key, sampling_point, validate_state_points
 from aiida_mlpot.workflows.validation import ValidationWorkChain
@@ -506,7 +506,7 @@ def _failure(node) -> str:
     return f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {node.exit_message}'
 
 
-class ActiveLearningWorkChain(StoredOutputsMixin, ProtocolMixin, WorkChain):
+class ActiveLearningWorkChain(RecoveryMixin, ProtocolMixin, WorkChain):
     """Build a GAP by active learning: sample, select, label, fit, then explore/audit/label/refit until trusted."""
 
     _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'active_learning.yaml'

@@ -27,12 +27,12 @@ from aiida.engine import ProcessHandlerReport, process_handler
 from aiida_cp2k.calculations import Cp2kCalculation
 from aiida_cp2k.workchains import Cp2kBaseWorkChain
 
-from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+from aiida_mlpot.workflows.recovery import RecoveryMixin
 
 __all__ = ('Cp2kLabelWorkChain',)
 
 
-class Cp2kLabelWorkChain(StoredOutputsMixin, Cp2kBaseWorkChain):
+class Cp2kLabelWorkChain(RecoveryMixin, Cp2kBaseWorkChain):
     """Run a CP2K single point for labelling; on SCF trouble switch once to the protocol's robust settings."""
 
     @classmethod

@@ -17,7 +17,7 @@ from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs.gap_fit import dataset_stats, plan_memory, reduce_sparse_points, validate_parameters
 from aiida_mlpot.workflows.ports import expose_closed
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
-from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+from aiida_mlpot.workflows.recovery import RecoveryMixin
 
 __all__ = ('GapFitWorkChain', 'validate_inputs')
 
@@ -73,7 +73,7 @@ def failed_by(cause: str) -> list:
     return [codes[f'ERROR_{cause}'], codes[f'ERROR_SCHEDULER_{cause}']]
 
 
-class GapFitWorkChain(StoredOutputsMixin, ProtocolMixin, BaseRestartWorkChain):
+class GapFitWorkChain(RecoveryMixin, ProtocolMixin, BaseRestartWorkChain):
     """Fit a GAP with :class:`GapFitCalculation`, restarting on out-of-memory and walltime; then evaluate it.
 
     Before the first launch the memory is planned: if the estimate exceeds the declared memory, the sparse

@@ -64,7 +64,7 @@ from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.inputs import cp2k as cp2k_inputs
 from aiida_mlpot.workflows.cp2k_label import Cp2kLabelWorkChain
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
-from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+from aiida_mlpot.workflows.recovery import RecoveryMixin
 
 __all__ = ('LabellingWorkChain', 'failure_reason')
 
@@ -226,7 +226,7 @@ def failure_reason(node: orm.ProcessNode) -> str:
     return reason
 
 
-class LabellingWorkChain(StoredOutputsMixin, ProtocolMixin, WorkChain):
+class LabellingWorkChain(RecoveryMixin, ProtocolMixin, WorkChain):
     """Label configurations with energy, forces and virial from CP2K (DFT/xTB) or a classical potential."""
 
     _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'labelling.yaml'

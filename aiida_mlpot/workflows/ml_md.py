@@ -41,7 +41,7 @@ from aiida_mlpot.data.dataset import DatasetData
 from aiida_mlpot.engines.parameters import normalise_parameters
 from aiida_mlpot.workflows.ports import expose_closed
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder
-from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+from aiida_mlpot.workflows.recovery import RecoveryMixin
 
 __all__ = ('UNSTABLE_POLICIES', 'MlMdWorkChain', 'is_segment', 'restart_frame_before')
 
@@ -83,7 +83,7 @@ def is_segment(node) -> bool:
     return summary.get('initial_step') is not None and summary.get('final_step') is not None
 
 
-class MlMdWorkChain(StoredOutputsMixin, ProtocolMixin, BaseRestartWorkChain):
+class MlMdWorkChain(RecoveryMixin, ProtocolMixin, BaseRestartWorkChain):
     """ML MD with an :class:`MlMdCalculation`: interrupted runs are continued, unstable runs handled by a policy."""
 
     _process_class = MlMdCalculation

@@ -29,12 +29,12 @@ from aiida_mlpot.inputs.sampling import (
 )
 from aiida_mlpot.workflows.ports import expose_closed
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
-from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+from aiida_mlpot.workflows.recovery import RecoveryMixin
 
 __all__ = ('SamplingWorkChain', 'state_point_grid', 'state_point_key')
 
 
-class SamplingWorkChain(StoredOutputsMixin, ProtocolMixin, WorkChain):
+class SamplingWorkChain(RecoveryMixin, ProtocolMixin, WorkChain):
     """Classical MD (LAMMPS) at the caller's state points, all in parallel; the frames are merged into one pool.
 
     Each state point is ``{'temperature_K', 'pressure_bar'}`` (NPT) or ``{'temperature_K', 'volume_scale'}``

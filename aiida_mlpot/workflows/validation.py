@@ -47,7 +47,7 @@ from aiida_mlpot.inputs.sampling import state_point_key
 from aiida_mlpot.workflows.labelling import LabellingWorkChain
 from aiida_mlpot.workflows.ml_md import MlMdWorkChain
 from aiida_mlpot.workflows.protocols.utils import ProtocolMixin, populate_builder, recursive_merge
-from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+from aiida_mlpot.workflows.recovery import RecoveryMixin
 from aiida_mlpot.workflows.sampling import SamplingWorkChain
 from aiida_mlpot.workflows.state_points import validate_state_points
 
@@ -192,7 +192,7 @@ EXIT_CODES = dict(
 )
 
 
-class ValidationWorkChain(StoredOutputsMixin, ProtocolMixin, WorkChain):
+class ValidationWorkChain(RecoveryMixin, ProtocolMixin, WorkChain):
     """Physical validation of a GAP against a reference: MD at state points (liquid) and crystal properties."""
 
     _protocol_file = pathlib.Path(__file__).parent / 'protocols' / 'validation.yaml'

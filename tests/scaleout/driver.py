@@ -302,6 +302,9 @@ def cmd_crash_finish(args) -> dict:
     facts['n_labelled'] = node.outputs.counts['n_labelled'] if node.is_finished_ok else None
     facts['excluded'] = node.outputs.excluded.get_dict() if 'excluded' in node.outputs else None
     facts['labelling_children'] = sorted(child.process_label for child in node.called)
+    below = [node, *node.called_descendants]
+    facts['not_terminated'] = [[n.pk, n.process_label] for n in below if not n.is_terminated]
+    facts['killed'] = [[n.pk, n.process_label, n.process_status] for n in below if n.is_killed]
     if facts['n_labelled'] != len(facts['labelling_children']):  # say why, from every process below
         facts['reports'] = [
             f'{log.dbnode_id} {log.levelname}: {log.message}'

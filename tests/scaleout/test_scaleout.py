@@ -91,7 +91,8 @@ def test_relabelling_reuses_cached_oracle_results(scaleout):
 
 def test_labelling_survives_killed_daemon_workers(scaleout):
     """SIGKILL every daemon process (workers and circus) while a CP2K labelling batch runs in SLURM, start the
-    daemon again: the work chain finishes, each configuration was labelled by exactly one SLURM job."""
+    daemon again: the work chain finishes, each configuration was labelled by exactly one SLURM job, and no
+    process is left running."""
     import os
     import signal
 
@@ -109,6 +110,11 @@ def test_labelling_survives_killed_daemon_workers(scaleout):
     assert result['finished_ok'], result
     assert result['n_labelled'] == 3, result
     assert result['labelling_children'].count('Cp2kLabelWorkChain') == 3  # nothing relaunched
+    # nothing left running; a calcfunction the killed worker was running is marked killed (workflows/recovery.py)
+    assert result['not_terminated'] == [], result
+    for pk, label, status in result['killed']:
+        print(f'killed with the daemon: {label}<{pk}>: {status}')
+        assert 'killed with the daemon worker' in status, result['killed']
     calcjobs = [f for f in result['calcjobs'] if f['process_label'] == 'Cp2kCalculation']
     assert len(calcjobs) == 3  # no configuration labelled twice
     assert {str(f['pk']): f['job_id'] for f in calcjobs} == {

@@ -1,5 +1,6 @@
-"""A work chain whose daemon worker died while it stored its outputs, continued from its checkpoint by another
-worker, finishes ok with the outputs the first worker stored (aiida_mlpot.workflows.recovery)."""
+"""A work chain whose daemon worker died, continued from its checkpoint by another worker: the process function the
+dead worker was running is marked killed, and a work chain that was storing its outputs finishes ok with the
+outputs the first worker linked (aiida_mlpot.workflows.recovery)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from aiida.engine.persistence import AiiDAPersister
 from aiida.engine.processes.process import Process
 from aiida.manage import get_manager
 
-from aiida_mlpot.workflows.recovery import StoredOutputsMixin
+from aiida_mlpot.workflows.recovery import RecoveryMixin
 
 
 @calcfunction
@@ -57,12 +58,41 @@ class Restart(BaseRestartWorkChain):
         self.ctx.inputs = self.exposed_inputs(Child)
 
 
-class RecoveringRestart(StoredOutputsMixin, Restart):
+class RecoveringRestart(RecoveryMixin, Restart):
     """The same work chain with the package's recovery."""
 
 
 class WorkerDied(BaseException):
     """SIGKILL of the worker: nothing after this point runs (not even a ``finally`` clause's database write)."""
+
+
+DIE_AT = {'x': None}
+
+
+@calcfunction
+def add_one(x: orm.Int) -> orm.Int:
+    """Return ``x + 1``; the worker dies in here, once, when ``x`` is ``DIE_AT['x']``."""
+    if x.value == DIE_AT['x']:
+        DIE_AT['x'] = None
+        raise WorkerDied()
+    return orm.Int(x.value + 1)
+
+
+class Counting(RecoveryMixin, WorkChain):
+    """Two steps, each calling ``add_one``."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('x', valid_type=orm.Int)
+        spec.output('result', valid_type=orm.Int)
+        spec.outline(cls.first, cls.second)
+
+    def first(self):
+        self.ctx.value = add_one(self.inputs.x)
+
+    def second(self):
+        self.out('result', add_one(self.ctx.value))
 
 
 def die_after_first_output(monkeypatch, process_class) -> dict:
@@ -128,9 +158,41 @@ def test_continued_work_chain_keeps_the_outputs_stored_before_the_worker_died(
     assert node.outputs.double.value == 14 and node.outputs.half.value == 3
 
 
+def test_process_function_left_running_by_a_dead_worker_is_marked_killed(aiida_profile):
+    """The worker dies inside the second step's calcfunction; the work chain continued from its checkpoint marks
+    that calcfunction killed (with why, and a report), runs the step again and finishes ok; nothing is left
+    running."""
+    DIE_AT['x'] = 2  # the second step's call
+    with pytest.raises(WorkerDied):
+        run_get_node(Counting, x=orm.Int(1))
+    nodes = (
+        orm.QueryBuilder()
+        .append(orm.WorkChainNode, filters={'attributes.process_label': 'Counting'})
+        .all(flat=True)
+    )
+    node = max(nodes, key=lambda n: n.pk)
+    calls = sorted(node.called, key=lambda n: n.pk)
+    assert [c.process_state for c in calls] == [plumpy.ProcessState.FINISHED, plumpy.ProcessState.RUNNING]
+    assert node.process_state == plumpy.ProcessState.RUNNING
+
+    node = continue_from_checkpoint(node.pk)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    assert node.outputs.result.value == 3
+    first, dead, rerun = sorted(node.called, key=lambda n: n.pk)
+    assert dead.process_state == plumpy.ProcessState.KILLED and dead.is_sealed
+    assert 'killed with the daemon worker' in dead.process_status and f'<{node.pk}>' in dead.process_status
+    assert (
+        first.is_finished_ok
+        and rerun.is_finished_ok
+        and rerun.outputs.result.uuid == node.outputs.result.uuid
+    )
+    reports = [log.message for log in orm.Log.collection.get_logs_for(node)]
+    assert any(f'add_one<{dead.pk}> was left running by a dead daemon worker' in r for r in reports), reports
+
+
 def test_every_work_chain_of_the_package_recovers_its_stored_outputs():
     """Each work chain entry point of the package has the recovery."""
     workflows = [ep for ep in entry_points(group='aiida.workflows') if ep.name.startswith('mlpot.')]
     assert len(workflows) >= 7
-    missing = [ep.name for ep in workflows if not issubclass(ep.load(), StoredOutputsMixin)]
-    assert not missing, f'work chains without StoredOutputsMixin: {missing}'
+    missing = [ep.name for ep in workflows if not issubclass(ep.load(), RecoveryMixin)]
+    assert not missing, f'work chains without RecoveryMixin: {missing}'

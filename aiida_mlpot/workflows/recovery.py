@@ -7,8 +7,8 @@ things the dead worker was doing in that step are left half done, and aiida-core
 * **A process function called by the step** (every calcfunction of this package runs inline, in the worker of
   its work chain) stays ``running`` for ever, and the rerun step calls it anew. On load from the checkpoint, each
   process function the work chain called that has not terminated is marked ``killed``, with a process status
-  saying why: nothing can still run it. Seen in CI: the scale-out crash test killed the daemon while a
-  ``LabellingWorkChain`` ran ``collect_labels``, which stayed ``running`` in the profile.
+  saying why: nothing can still run it. Seen in a run of ``.ci/run``: a ``collect_labels`` of the
+  scale-out labelling crash test, killed while its ``LabellingWorkChain`` ran it, stayed ``running``.
 * **The outputs of a finishing work chain**: some or all of them are linked to the node, its process state is
   unchanged. aiida-core's ``BaseRestartWorkChain._attach_outputs`` skips an output already linked, so the
   continued process does not hold it, its output validation fails and it finishes with ``ERROR_MISSING_OUTPUT``

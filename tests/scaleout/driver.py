@@ -124,7 +124,6 @@ def calcjob_facts(root) -> list[dict]:
 
 def workchain_facts(node) -> dict:
     """Exit status and the CalcJobs of a work chain."""
-    from aiida import orm
 
     facts = {
         'pk': node.pk,
@@ -136,12 +135,19 @@ def workchain_facts(node) -> dict:
     }
     if not node.is_finished_ok:  # say why, from the node and every process below it
         facts['exception'] = node.exception
-        facts['reports'] = [
-            f'{log.dbnode_id} {log.levelname}: {log.message}'
-            for process in [node, *node.called_descendants]
-            for log in orm.Log.collection.get_logs_for(process)
-        ][-20:]
+        facts['reports'] = process_reports(node, last=20)
     return facts
+
+
+def process_reports(node, last: int) -> list[str]:
+    """The last ``last`` log messages of ``node`` and every process below it."""
+    from aiida import orm
+
+    return [
+        f'{log.dbnode_id} {log.levelname}: {log.message}'
+        for process in [node, *node.called_descendants]
+        for log in orm.Log.collection.get_logs_for(process)
+    ][-last:]
 
 
 def cmd_setup(args) -> dict:
@@ -305,12 +311,8 @@ def cmd_crash_finish(args) -> dict:
     below = [node, *node.called_descendants]
     facts['not_terminated'] = [[n.pk, n.process_label] for n in below if not n.is_terminated]
     facts['killed'] = [[n.pk, n.process_label, n.process_status] for n in below if n.is_killed]
-    if facts['n_labelled'] != len(facts['labelling_children']):  # say why, from every process below
-        facts['reports'] = [
-            f'{log.dbnode_id} {log.levelname}: {log.message}'
-            for process in [node, *node.called_descendants]
-            for log in orm.Log.collection.get_logs_for(process)
-        ][-30:]
+    if facts['excluded']:  # a configuration was lost: say why, from every process below
+        facts['reports'] = process_reports(node, last=30)
     return facts
 
 

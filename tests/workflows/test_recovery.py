@@ -188,7 +188,7 @@ def test_process_function_left_running_by_a_dead_worker_is_marked_killed(aiida_p
     )
 
 
-def test_every_work_chain_of_the_package_recovers_its_stored_outputs():
+def test_every_work_chain_of_the_package_has_the_recovery():
     """Each work chain entry point of the package has the recovery."""
     workflows = [ep for ep in entry_points(group='aiida.workflows') if ep.name.startswith('mlpot.')]
     assert len(workflows) >= 7
